@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo sources nbtest pytest readme export clean-venv
+.PHONY: test demo sources nbtest pytest export clean-venv
 
 # (Re)install the project with its dev extra whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,9 +25,9 @@ nbtest: $(STAMP) sources
 pytest: $(STAMP) sources nbtest
 	$(BIN)/python -m pytest -q tests
 
-## make demo: the main job on the embedded synthetic benchmark
+## make demo: the main job on the embedded synthetic benchmark (writes under runs/)
 demo: $(STAMP)
-	$(BIN)/python -m ssl_mae.demo
+	$(BIN)/ssl_mae demo --out runs
 
 ## developer helpers: regenerate the package and the README from the notebooks
 export: $(STAMP)

@@ -3,7 +3,8 @@
 1. The dense warp map: matplotlib's TriFinder (what `ssl_mae.synth.warp_maps` uses) against
    `scipy.spatial.Delaunay.find_simplex` with SciPy's own barycentric transforms; both must give the same maps.
 2. `make_dataset` on the default set (120 subjects, about 2,000 images at 112 px): seconds, images per second.
-3. Per style, the AUC of the trivial morph score -Laplacian variance on that set (0.5 = no information).
+3. Per style, the AUC of the trivial morph score -Laplacian variance on that set (0.5 = no information), beside
+   the same AUC on a sample of the same images without the shared capture chain (`make_image(..., chain=False)`).
 
 Run: `python benchmarks/synth_speed.py [--n-subjects 120] [--img-size 112] [--seed 0]`
 """
@@ -11,7 +12,9 @@ import argparse, os, tempfile, time
 from pathlib import Path
 import numpy as np
 from scipy.spatial import Delaunay
-from ssl_mae.synth import border_points, face, make_dataset, sharpness_auc, warp_maps
+from scipy.stats import mannwhitneyu
+from ssl_mae.synth import (border_points, face, laplacian_var, make_dataset, make_image, plan, sharpness_auc,
+                           warp_maps)
 
 def scipy_maps(dst, src, size):
     "The reference: per-pixel triangle and barycentric weights from SciPy alone."
@@ -46,8 +49,18 @@ def bench_dataset(n_subjects, size, seed):
         n = len(list(root.rglob('*.png')))
         print(f'make_dataset: {n} images at {size} px in {t:.1f} s wall, {c:.1f} s CPU ({n/t:.0f} images/s; '
               f'{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})')
-        print('AUC of -Laplacian variance (0.5 = no information):')
-        for st, v in sharpness_auc(root).items(): print(f'  {st:8s} {v:.3f}')
+        aucs, raw = sharpness_auc(root), unchained_auc(n_subjects, size, seed)
+        print('AUC of -Laplacian variance (0.5 = no information):  with the chain | without (every 4th file)')
+        for st, v in aucs.items(): print(f'  {st:8s} {v:.3f} | {raw[st]:.3f}')
+
+def unchained_auc(n_subjects, size, seed, every=4):
+    "Per style, the sharpness AUC on every `every`-th planned file made without `degrade`."
+    score = {}
+    for path, st, who in plan(n_subjects, seed=seed)[::every]:
+        score.setdefault(st, {}).setdefault(path.split('/')[0], []).append(
+            -laplacian_var(make_image(path, st, who, seed, size, chain=False)))
+    return {st: mannwhitneyu(v['morph'], v['bonafide']).statistic/(len(v['morph'])*len(v['bonafide']))
+            for st, v in score.items()}
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

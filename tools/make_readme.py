@@ -7,7 +7,7 @@ outputs saved next to the README under `images/readme/`.
 
 Usage: `python tools/make_readme.py [--out README.md] [--nb nbs/index.ipynb]`
 """
-import argparse, base64, hashlib
+import argparse, base64, hashlib, os, re
 from pathlib import Path
 from nbdev.process import NBProcessor
 from nbdev.processors import hide_, hide_line, strip_ansi, clean_magics, filter_stream_
@@ -34,9 +34,15 @@ def _output_md(out, img_dir, rel_dir):
     if 'text/plain' in data: return _fence(''.join(data['text/plain']))
     return ''
 
-def _cell_md(cell, img_dir, rel_dir):
+_LOCAL_IMG = re.compile(r'(!\[[^\]]*\]\()(?![a-z]+://|/)([^)\s]+)')
+
+def rebase_images(md:str, prefix:str) -> str:
+    "Markdown `md` with its relative image links prefixed by `prefix` (the notebook's folder seen from the README)."
+    return _LOCAL_IMG.sub(lambda m: m[1] + (f'{prefix}/{m[2]}' if prefix != '.' else m[2]), md)
+
+def _cell_md(cell, img_dir, rel_dir, nb_prefix='.'):
     "Markdown for one processed cell, honouring `echo: false` and `output: false`."
-    if cell.cell_type == 'markdown': return [cell.source]
+    if cell.cell_type == 'markdown': return [rebase_images(cell.source, nb_prefix)]
     d = cell.directives_
     parts = [] if d.get('echo') == ['false'] or not cell.source.strip() else [_fence(cell.source, 'python')]
     if d.get('output') != ['false']: parts += [_output_md(o, img_dir, rel_dir) for o in cell.get('outputs', [])]
@@ -48,7 +54,8 @@ def readme_text(nb_path, out_path):
     for old in img_dir.glob('out-*.png'): old.unlink()  # generated: stale images must not linger
     proc = NBProcessor(nb_path, procs=[hide_, hide_line, filter_stream_, strip_ansi, clean_magics])
     proc.process()
-    blocks = [b for c in proc.nb.cells for b in _cell_md(c, img_dir, 'images/readme')]
+    prefix = Path(os.path.relpath(Path(nb_path).resolve().parent, Path(out_path).resolve().parent)).as_posix()
+    blocks = [b for c in proc.nb.cells for b in _cell_md(c, img_dir, 'images/readme', prefix)]
     return BANNER + '\n\n'.join(blocks) + '\n'
 
 def main():
