@@ -143,3 +143,10 @@ def test_mad_classifier_joint_gradients():
     (clf(x).logsumexp(1).sum() + clf.recon_loss(x)).backward()
     assert all(p.grad is not None for p in clf.parameters() if p.requires_grad)
     assert clf.encoder.blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+
+@pytest.mark.parametrize('name,content', [('enc.pth', b'not a torch file'), ('enc.safetensors', b'\x00\x01junk'),
+                                          ('empty.pth', b'')])
+def test_corrupt_checkpoint_file_is_one_clear_error(tmp_path, name, content):
+    (tmp_path/name).write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name} is not a readable checkpoint"):
+        load_pretrained(tmp_path/name, MAEConfig.tiny(seed=0))
