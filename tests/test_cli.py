@@ -94,6 +94,14 @@ def test_evaluate_two_detectors(work, data, detector, capsys):
     metrics = pd.read_json(run/'metrics.json')
     assert len(metrics) == 2 * (len(SYNTH_STYLES) + 1)  # per train style: each test style and the pooled set
 
+def test_evaluate_on_another_data_set(work, detector, capsys):
+    "A detector trained on LMA tested on a data set without LMA (cross-data-set testing): P1 of each of its styles."
+    other = work/'other'
+    assert main(['synth', str(other), '--n-subjects', '8', '--img-size', '32', '--styles', 'MorDiff']) == 0
+    assert main(['evaluate', str(other), '--model', str(detector), '--out', str(work/'eval-other')]) == 0
+    scores = pd.read_csv(only(work/'eval-other', 'eval-*')/'scores.csv')
+    assert set(scores['style']) == {'MorDiff'} and scores['path'].str.contains('/P1/').all()
+
 def test_predict_folder_and_files(work, data, detector):
     folder = data/'morph'/'LMA'/'P1'
     ok(ssl_mae('predict', folder, '--model', detector, '--threshold', 0.3, '--out', work/'p.csv', module=True))
