@@ -22,7 +22,8 @@ def main():
     warnings.filterwarnings('ignore')
     out = Path(a.out or tempfile.mkdtemp())
     t = time.time()
-    table = scan_mad(make_dataset(out/'data', n_subjects=a.n_subjects, img_size=a.img_size, styles=['LMA'], seed=0))
+    table = scan_mad(make_dataset(out/'data', n_subjects=a.n_subjects, img_size=a.img_size, styles=['LMA'], seed=0,
+                                  progress=False))
     print(f"data: {len(table)} images in {time.time() - t:.0f} s")
     cfg = MAEConfig.tiny(img_size=a.img_size, seed=0, train_dataset='LMA', test_datasets=['LMA'],
                          learning_rate=a.lr, recon_weight=0)
@@ -37,7 +38,7 @@ def main():
         t = time.time()
         det = mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=enc, path=out/name)
         with det.no_bar(), det.no_logging(): det.fit_run(a.finetune)
-        _, rep = evaluate(det, tests, train_style='LMA', out=out/f'{name}-eval', plots=False)
+        with det.no_bar(): _, rep = evaluate(det, tests, train_style='LMA', out=out/f'{name}-eval', plots=False)
         rows[name] = rep.table.query("style == 'LMA'").iloc[0]
         print(f"{name}: fine-tuned {a.finetune} epochs in {time.time() - t:.0f} s")
     print(f"\nin-style (LMA P1) results, {a.n_subjects} subjects at {a.img_size} px:")
