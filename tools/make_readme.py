@@ -45,7 +45,8 @@ def _cell_md(cell, img_dir, rel_dir, nb_prefix='.'):
     if cell.cell_type == 'markdown': return [rebase_images(cell.source, nb_prefix)]
     d = cell.directives_
     parts = [] if str(d.get('echo')).lower() == 'false' or not cell.source.strip() else [_fence(cell.source, 'python')]
-    if str(d.get('output')).lower() != 'false': parts += [_output_md(o, img_dir, rel_dir) for o in cell.get('outputs', [])]
+    shown = str(d.get('output')).lower() != 'false' and str(d.get('eval')).lower() != 'false'  # unrun cells show no output
+    if shown: parts += [_output_md(o, img_dir, rel_dir) for o in cell.get('outputs', [])]
     return [p for p in parts if p]
 
 def readme_text(nb_path, out_path):
