@@ -1,6 +1,6 @@
 """ssl_mae.data: every layout, every bad input, subject splits, class weights and the fastai DataLoaders,
 on tiny PNG/JPEG folders written here. Nothing may ever be written inside a data folder."""
-import os, warnings
+import os
 from itertools import chain
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch

@@ -1,10 +1,9 @@
 """Training end to end on a tiny synthetic set: a run killed mid-way resumes to the same number of epochs; mixed
 precision and gradient accumulation do no harm on the CPU; export round trips; runs write only into their folder."""
-import json, os, signal, subprocess, sys, textwrap, time, warnings
+import json, signal, subprocess, sys, textwrap, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.callback.training import GradientAccumulation
-from fastai.callback.fp16 import MixedPrecision
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables

@@ -4,8 +4,7 @@ import pickle
 import pytest, torch
 from torch import nn
 from ssl_mae.config import MAEConfig
-from ssl_mae.losses import (JointLoss, MarginLoss, WeightedBCE, WeightedCE, mad_loss, masked_patch_mse,
-                            logit_diff)
+from ssl_mae.losses import JointLoss, MarginLoss, WeightedBCE, WeightedCE, mad_loss, masked_patch_mse
 import ssl_mae.model
 
 CW = [1.37, 0.79]

@@ -1,6 +1,6 @@
 """Checkpoint import and equivalence: HF ViTMAEForPreTraining (transformers is a test-only dependency),
 facebookresearch/mae `.pth` files, timm state dicts, and the errors for checkpoints that do not fit."""
-import argparse, json, warnings
+import argparse, json
 import pytest, torch
 from safetensors.torch import load_file, save_file
 from ssl_mae.config import MAEConfig
