@@ -1,27 +1,30 @@
-"""Fine-tune a morph detector on several GPUs with Hugging Face accelerate and fastai's `distrib_ctx`.
+"""Fine-tune a morph detector in several processes (GPUs or CPUs) with Hugging Face accelerate and fastai.
 
     accelerate launch --multi_gpu --num_processes 4 examples/distributed_finetune.py DATA RUN_DIR \
         [--encoder encoder.pth] [--epochs N] [key=value ...]
     (or: torchrun --nproc_per_node 4 examples/distributed_finetune.py ...)
 
-Every process builds the same learner; `distrib_ctx` wraps the model in DistributedDataParallel and shards the batches
-(the global batch is `batch_size × processes`), and only rank 0 writes the log, checkpoints and `export.pkl` into
-RUN_DIR. Joint training stays correct under DDP because `MADClassifier(x, recon=True)` returns the logits and the
-reconstruction loss from one forward call. The same code runs single-process with plain `python`.
+Every process builds the same learner; `ddp_ctx` (fastai's `distrib_ctx`) wraps the model in DistributedDataParallel
+and shards the batches (the global batch is `batch_size × processes`), and only rank 0 writes the log, checkpoints and
+`export.pkl` into RUN_DIR. Joint training stays correct under DDP because `MADClassifier(x, recon=True)` returns the
+logits and the reconstruction loss from one forward call. The same code runs single-process with plain `python`.
+Each process prints its rank, the world size, the backend and the training batches it ran.
 
-GPUs only: fastai 2.8's `DistributedDL` broadcasts its shuffle order with `.cuda()` (fastai/distributed.py), so a
-multi-process run on CPUs (gloo) fails inside fastai with "Found no NVIDIA driver". Manual check on a 2-GPU machine:
+Without GPUs the processes train on the CPU with the gloo backend (`ddp_ctx` broadcasts fastai's shuffle order on
+the CPU): `OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 examples/distributed_finetune.py DATA RUN_DIR`
+(OMP_NUM_THREADS: the cores per process). `accelerate launch --cpu` starts a single process (several only through
+mpirun, with `--mpirun_hostfile`); `accelerate launch --multi_gpu --num_processes 2` starts them through torchrun and
+trains on CPUs with gloo too. `tests/test_distributed.py` runs two CPU processes. Manual check on a 2-GPU machine:
 `python -c "from ssl_mae.synth import make_dataset; make_dataset('/tmp/synth', n_subjects=40, img_size=64)"`, then
 `accelerate launch --multi_gpu --num_processes 2 examples/distributed_finetune.py /tmp/synth /tmp/ddp_run --epochs 2`:
 `/tmp/ddp_run/log.csv` must hold epochs 0 and 1 once each, and `export.pkl` must exist.
 """
-import argparse, torch
+import argparse, torch, torch.distributed as dist
 from pathlib import Path
-from fastai.distributed import *
 from fastai.torch_core import rank_distrib, num_distrib
 from ssl_mae.config import MAEConfig
 from ssl_mae.data import scan_mad, mad_dls, train_table
-from ssl_mae.learner import mad_learner
+from ssl_mae.learner import mad_learner, ddp_ctx
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,9 +37,11 @@ def main():
     cfg = MAEConfig.tiny(seed=0).override(a.overrides)
     train = train_table(scan_mad(a.data), cfg.train_dataset, cfg)
     learn = mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=a.encoder, path=Path(a.run))
-    with learn.distrib_ctx(cpu=not torch.cuda.is_available()): learn.fit_run(a.epochs or cfg.num_epochs)
+    with ddp_ctx(learn, cpu=not torch.cuda.is_available()): learn.fit_run(a.epochs or cfg.num_epochs)
+    backend = dist.get_backend() if dist.is_initialized() else 'none'
+    print(f"rank {rank_distrib()} of {max(num_distrib(), 1)} ({backend}): {learn.train_iter} training batches", flush=True)
     if rank_distrib() == 0:
         learn.export('export.pkl')
-        print(f"trained on {max(num_distrib(), 1)} process(es); run folder {learn.path}")
+        print(f"run folder {learn.path}")
 
 if __name__ == '__main__': main()
