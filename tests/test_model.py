@@ -150,3 +150,13 @@ def test_corrupt_checkpoint_file_is_one_clear_error(tmp_path, name, content):
     (tmp_path/name).write_bytes(content)
     with pytest.raises(ValueError, match=f"{name} is not a readable checkpoint"):
         load_pretrained(tmp_path/name, MAEConfig.tiny(seed=0))
+
+def test_training_checkpoint_with_optimiser_state_names_the_files_to_use(tmp_path):
+    from fastai.learner import save_model
+    from fastai.optimizer import Adam
+    mae = MaskedAutoencoder(MAEConfig.tiny(seed=0))
+    save_model(tmp_path/'last.pth', mae, Adam(mae.parameters(), lr=1e-3), with_opt=True)  # as RunCheckpoint does
+    with pytest.raises(ValueError, match=r"last\.pth is a training checkpoint .*best\.pth, or encoder\.pth"):
+        load_pretrained(tmp_path/'last.pth', MAEConfig.tiny(seed=0))
+    save_model(tmp_path/'best.pth', mae, None, with_opt=False)
+    assert torch.equal(load_pretrained(tmp_path/'best.pth', MAEConfig.tiny(seed=0)).pos_embed, mae.pos_embed)
