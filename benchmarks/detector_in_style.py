@@ -4,7 +4,8 @@ Generates an LMA-only synthetic set, pretrains the tiny MAE on its P2 images (ne
 detector on LMA P2 from the pretrained encoder and one from scratch at the same budget, and prints the in-style D-EER
 and BPCER@APCER=10 % on LMA P1 for both, side by side in one run. CPU, fp32. Takes tens of minutes at the defaults.
 The setting that reached in-style D-EER <= 5 % (4.91 %, measured through the same library calls; pretraining took
-62 min and fine-tuning 12 min on 2 shared cores, plus the scratch baseline here): --n-subjects 3000 --img-size 112 --pretrain 80 --finetune 30 patch_size=16 global_pool=max.
+62 min and fine-tuning 12 min on 2 shared cores, plus the scratch baseline here):
+`--n-subjects 3000 --img-size 112 --pretrain 80 --finetune 30 patch_size=16 global_pool=max`.
 
     python benchmarks/detector_in_style.py [--n-subjects 600] [--img-size 64] [--pretrain 20] [--finetune 30] \
         [key=value ...]   (MAEConfig overrides on the tiny preset, e.g. patch_size=16 learning_rate=5e-4)
