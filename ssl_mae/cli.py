@@ -122,7 +122,7 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
                  ) -> tuple:
     "(learner, {style: test table}) of an exported detector under the seed protocol (or on another data set)."
     learn = load_exported(path)
-    cfg = replace(learn.model.cfg, test_datasets=list(styles or table['style'].unique()))
+    cfg = replace(learn.cfg, test_datasets=list(styles or table['style'].unique()))
     if cfg.train_dataset not in set(table['style']): return learn, test_tables(table, cfg.test_datasets)
     train, tests = protocol_tables(table, cfg.train_dataset, cfg)
     learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split, for `evaluate`'s polarity check
@@ -137,7 +137,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     "Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, DET/ROC PNGs."
     table = scan_mad(data)
     dets = [load_detector(m, table, styles) for m in model]
-    trained = [learn.model.cfg.train_dataset for learn, _ in dets]
+    trained = [learn.cfg.train_dataset for learn, _ in dets]
     if len(set(trained)) < len(trained):
         raise ValueError(f"Several detectors were trained on the same style ({', '.join(trained)}): "
                          "evaluate them in separate runs")

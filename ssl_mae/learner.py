@@ -21,7 +21,9 @@ from fastai.torch_core import set_seed, num_distrib
 from fastai.distributed import DistributedDL
 from fastai.callback.schedule import ParamScheduler, combined_cos
 from .config import MAEConfig
-from .model import MaskedAutoencoder, MADClassifier, load_pretrained
+from .model import MaskedAutoencoder
+from .detector import MADClassifier, vit_splitter
+from .checkpoints import load_pretrained
 from .losses import mad_loss
 from .data import class_weights as weights_of, mad_test_dl, image_files
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
@@ -74,26 +76,28 @@ def mae_learner(dls, # `mae_dls(...)`: batches of images
     "A fastai `Learner` that pretrains a `MaskedAutoencoder` on `dls`."
     path = _run_path(path, cfg, 'pretrain')
     cbs = [MAEPretrain(), *_run_cbs(cfg, 'valid_loss'), *([ReconSnapshot()] if snapshots else []), *L(cbs)]
-    return Learner(dls, MaskedAutoencoder(cfg), loss_func=mae_loss, opt_func=_adamw(cfg), wd=cfg.weight_decay,
-                   lr=cfg.pretrain_base_lr * dls.train.bs / 256, moms=(cfg.betas[0],) * 3, train_bn=False,
-                   path=path, model_dir='.', cbs=cbs)
+    learn = Learner(dls, MaskedAutoencoder.from_cfg(cfg), loss_func=mae_loss, opt_func=_adamw(cfg), wd=cfg.weight_decay,
+                    lr=cfg.pretrain_base_lr * dls.train.bs / 256, moms=(cfg.betas[0],) * 3, train_bn=False,
+                    path=path, model_dir='.', cbs=cbs)
+    learn.cfg = cfg  # the run's config: `save_encoder` writes it beside the weights
+    return learn
 
 # %% ../nbs/08_learner.ipynb #7e4007d8
-def save_encoder(model:MaskedAutoencoder, # a (pretrained) autoencoder, or a Learner holding one
+def save_encoder(learn:Learner, # a pretraining learner (`mae_learner`)
                  path, # file to write (.pth)
                 ) -> Path:
-    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and its config to `path`; never overwrites."
-    model, path = getattr(model, 'model', model), Path(path)
+    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and the run's config to `path`; never overwrites."
+    path = Path(path)
     if path.exists(): raise FileExistsError(f"{path} exists: choose a new file name")
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
-    torch.save(dict(model=sd, config=json.loads(model.cfg.to_json())), path)
+    sd = {k: v for k, v in learn.model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
+    torch.save(dict(model=sd, config=json.loads(learn.cfg.to_json())), path)
     return path
 
 def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file, or any checkpoint `load_pretrained` reads
                  cfg:MAEConfig, # the run's config: its geometry must match the checkpoint's
                 ) -> MaskedAutoencoder:
     "The autoencoder a detector starts from: fresh (random weights) when `src` is None."
-    if src is None: return MaskedAutoencoder(cfg)
+    if src is None: return MaskedAutoencoder.from_cfg(cfg)
     if isinstance(src, MaskedAutoencoder): return src
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*holds no decoder')  # expected: the encoder was saved alone
@@ -116,9 +120,11 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
     path = _run_path(path, cfg, 'finetune')
     cw = class_weights or cfg.class_weights or weights_of(dls.train.items['label'])
     cbs = [FreezeStrategy.from_config(cfg), *_run_cbs(cfg, 'd_eer'), *([JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []), *L(cbs)]
-    return Learner(dls, MADClassifier(load_encoder(encoder, cfg), cfg), loss_func=mad_loss(cfg, cw), opt_func=_adamw(cfg),
-                   lr=layer_decay_lr(cfg), wd=cfg.weight_decay, moms=(cfg.betas[0],) * 3, splitter=vit_splitter,
-                   metrics=[DEER(), BPCERAtAPCER(0.1)], train_bn=False, path=path, model_dir='.', cbs=cbs)
+    learn = Learner(dls, MADClassifier.from_cfg(load_encoder(encoder, cfg), cfg), loss_func=mad_loss(cfg, cw), opt_func=_adamw(cfg),
+                    lr=layer_decay_lr(cfg), wd=cfg.weight_decay, moms=(cfg.betas[0],) * 3, splitter=vit_splitter,
+                    metrics=[DEER(), BPCERAtAPCER(0.1)], train_bn=False, path=path, model_dir='.', cbs=cbs)
+    learn.cfg = cfg  # the run's config: `learn.export()` keeps it for scoring and evaluation
+    return learn
 
 # %% ../nbs/08_learner.ipynb #897ad728
 def epochs_done(path) -> int:
