@@ -220,8 +220,11 @@ def load_exported(path) -> Learner:
     if not path.is_file(): raise FileNotFoundError(f"Exported learner {path} not found (write one with learn.export())")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        try: return load_learner(path)
+        try: learn = load_learner(path)
         except Exception as e: raise ValueError(f"{path} is not a learner saved by learn.export(): {e}") from None
+    if not hasattr(learn, 'cfg'):
+        raise ValueError(f"{path} was exported by an older ssl_mae (no learn.cfg): export it again")
+    return learn
 
 # %% ../nbs/08_learner.ipynb #d09c0646
 class CPUDistributedDL(DistributedDL):

@@ -97,3 +97,16 @@ def test_gradient_accumulation(data, tmp_path):
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
         assert any(not torch.equal(a, b) for a, b in zip(w0, (p for p in learn.model.parameters() if p.requires_grad)))
         assert np.isfinite(learn.recorder.values[-1][0])
+
+def test_exported_learner_keeps_its_config(detector, tmp_path):
+    "`learn.cfg` survives export (the CLI reads the train style from it); an export without one is named as old."
+    from ssl_mae.learner import load_exported
+    learn, _ = detector
+    learn.export(tmp_path/'export.pkl')
+    assert load_exported(tmp_path/'export.pkl').cfg == learn.cfg
+    cfg = learn.cfg
+    try:
+        del learn.cfg
+        learn.export(tmp_path/'old.pkl')
+    finally: learn.cfg = cfg
+    with pytest.raises(ValueError, match=r'old\.pkl was exported by an older ssl_mae'): load_exported(tmp_path/'old.pkl')
