@@ -11,11 +11,10 @@ from fastai.callback.core import Callback
 from fastai.learner import ValueMetric
 from fastai.torch_core import rank_distrib
 from .config import MAEConfig
-from .viz import show_reconstructions
+from .viz import show_reconstructions, norm_stats
 
 # %% auto #0
-__all__ = ['STEM', 'NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'group_index', 'fixed_params',
-           'vit_splitter', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy']
+__all__ = ['NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy']
 
 # %% ../nbs/07_callbacks.ipynb #a03fff2e
 def unwrap(model):
@@ -39,13 +38,13 @@ class MAEPretrain(Callback):
     def valid_noise(self, x, i:int=0):
         "Masking noise for validation batch `i`: the same in every epoch."
         g = torch.Generator().manual_seed(self.valid_seed + i)
-        return torch.rand(x.shape[0], unwrap(self.learn.model).cfg.num_patches, generator=g).to(x.device)
+        return torch.rand(x.shape[0], unwrap(self.learn.model).patch_embed.num_patches, generator=g).to(x.device)
 
     def show(self, n:int=4):
         "Reconstruction grid of `n` images of the current batch (of a validation batch outside training)."
         m, x = unwrap(self.learn.model), getattr(self.learn, 'xb', (None,))[0]
         if x is None: x = self.dls.valid.one_batch()[0]
-        return show_reconstructions(m, x[:n], mean=m.cfg.mean, std=m.cfg.std)
+        return show_reconstructions(m, x[:n], **norm_stats(self.dls))
 
 # %% ../nbs/07_callbacks.ipynb #f6ef988e
 class ReconSnapshot(Callback):
@@ -60,38 +59,13 @@ class ReconSnapshot(Callback):
     def before_train(self):  # training epochs only: never in `validate` or `get_preds`
         if self.imgs is not None: return
         self.imgs = self.dls.valid.one_batch()[0][:self.n]
-        self.noise = torch.rand(len(self.imgs), unwrap(self.model).cfg.num_patches, generator=torch.Generator().manual_seed(0))
+        self.noise = torch.rand(len(self.imgs), unwrap(self.model).patch_embed.num_patches, generator=torch.Generator().manual_seed(0))
 
     def after_epoch(self):
         if self.imgs is None or self.epoch % self.every or rank_distrib(): return
         m = unwrap(self.learn.model)
-        show_reconstructions(m, self.imgs, noise=self.noise.to(self.imgs.device), mean=m.cfg.mean, std=m.cfg.std,
+        show_reconstructions(m, self.imgs, noise=self.noise.to(self.imgs.device), **norm_stats(self.dls),
                              save=self.path/self.fname.format(self.epoch))  # a Figure outside pyplot: nothing to close
-
-# %% ../nbs/07_callbacks.ipynb #ae598d10
-STEM = ('patch_embed', 'cls_token', 'pos_embed')  # encoder parameters before the first block
-
-def group_index(name:str, depth:int) -> int:
-    "Parameter group of an encoder-relative parameter `name`: 0 stem, 1..depth blocks, depth+1 the rest."
-    parts = name.split('.')
-    if parts[0] == 'blocks': return int(parts[1]) + 1
-    return 0 if parts[0] in STEM else depth + 1
-
-def fixed_params(cfg:MAEConfig) -> set:
-    "Names of `MaskedAutoencoder` parameters that never train under `cfg` (sin-cos embeddings, a zero mask token)."
-    return {n for n, learned in [('pos_embed', cfg.learned_pos_embed), ('decoder_pos_embed', cfg.learned_pos_embed),
-                                 ('mask_token', cfg.use_learned_mask_token)] if not learned}
-
-def vit_splitter(model) -> list:
-    "fastai splitter for a `MADClassifier`: [stem, block 0, ..., block depth-1, norm + heads + decoder]."
-    depth, fixed = len(model.encoder.blocks), fixed_params(model.encoder.cfg)
-    groups = [[] for _ in range(depth + 2)]
-    for n, p in model.named_parameters():
-        name = n.removeprefix('encoder.')
-        if n.startswith('encoder.') and name in fixed: continue  # unfreezing must not make them trainable
-        enc = n.startswith('encoder.') and not name.startswith('decoder')
-        groups[group_index(name, depth) if enc else depth + 1].append(p)
-    return groups
 
 # %% ../nbs/07_callbacks.ipynb #1f29384f
 NO_DECAY = ('pos_embed', 'cls_token', 'mask_token')  # parameter names (suffixes) trained without weight decay

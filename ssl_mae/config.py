@@ -86,7 +86,6 @@ class MAEConfig:
     # masked autoencoding
     mask_ratio: float = 0.75  # share of patches hidden from the encoder, in [0, 1)
     norm_pix_loss: bool = False  # reconstruct per-patch normalised pixels
-    learned_pos_embed: bool = False  # learn the encoder position embeddings instead of fixed 2-D sin-cos
     use_learned_mask_token: bool = True  # learned mask token (else a fixed zero token)
     use_separate_pos_embed: bool = True  # decoder has its own position embeddings (else the encoder's, projected)
     # detector

@@ -18,7 +18,9 @@ from fastai.optimizer import Adam
 from fastai.torch_core import set_seed, num_distrib
 from fastai.distributed import DistributedDL
 from .config import MAEConfig, interactive, write_atomic
-from .model import MaskedAutoencoder, MADClassifier, load_pretrained
+from .model import MaskedAutoencoder
+from .detector import MADClassifier, vit_splitter
+from .checkpoints import load_pretrained
 from .losses import mad_loss
 from .data import CLASSES, class_weights as weights_of, mad_test_dl, image_files, bad_images
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
@@ -51,18 +53,18 @@ def mae_learner(dls, # `mae_dls(...)`: batches of images
     path = start_run(path, cfg, 'pretrain')
     set_seed(cfg.seed)  # before the model is made: the seed in config.json and log.csv made the weights
     cbs = [MAEPretrain(), *([ReconSnapshot()] if snapshots else []), *L(cbs)]
-    return _run_learner(dls, MaskedAutoencoder(cfg), cfg, path, 'pretrain', 'valid_loss', cbs, loss_func=mae_loss,
+    return _run_learner(dls, MaskedAutoencoder.from_cfg(cfg), cfg, path, 'pretrain', 'valid_loss', cbs, loss_func=mae_loss,
                         lr=cfg.pretrain_base_lr * dls.train.bs / 256)
 
 # %% ../nbs/08_learner.ipynb #7e4007d8
-def save_encoder(model:MaskedAutoencoder, # a (pretrained) autoencoder, or a Learner holding one
+def save_encoder(learn:Learner, # a pretraining learner (`mae_learner`)
                  path, # file to write (.pth)
                 ) -> Path:
-    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and its config; never overwrites."
-    model, path = getattr(model, 'model', model), Path(path)
+    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and the run's config; never overwrites."
+    path = Path(path)
     if path.exists(): raise FileExistsError(f"{path} exists: choose a new file name")
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
-    return write_atomic(path, lambda tmp: torch.save(dict(model=sd, config=json.loads(model.cfg.to_json())), tmp))
+    sd = {k: v for k, v in learn.model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
+    return write_atomic(path, lambda tmp: torch.save(dict(model=sd, config=json.loads(learn.cfg.to_json())), tmp))
 
 def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file, or any checkpoint `load_pretrained` reads
                  cfg:MAEConfig, # the run's config: its geometry must match the checkpoint's
@@ -70,7 +72,7 @@ def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file, or any
     "The autoencoder a detector starts from: fresh (random weights) when `src` is None."
     if isinstance(src, MaskedAutoencoder): return src
     set_seed(cfg.seed)  # the random parts (all, or the decoder an encoder file lacks) come from the run's seed
-    if src is None: return MaskedAutoencoder(cfg)
+    if src is None: return MaskedAutoencoder.from_cfg(cfg)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*holds no decoder')  # expected: the encoder was saved alone
         return load_pretrained(src, cfg)
@@ -93,7 +95,7 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
     cw = class_weights or cfg.class_weights or weights_of(dls.train.items['label'])
     joint = [JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []
     metrics = [DEER(), BPCERAtAPCER(0.1), *(m for j in joint for m in j.part_metrics)]
-    model = MADClassifier(load_encoder(encoder, cfg), cfg)  # load_encoder seeds the RNGs first
+    model = MADClassifier.from_cfg(load_encoder(encoder, cfg), cfg)  # load_encoder seeds the RNGs first
     return _run_learner(dls, model, cfg, path, 'finetune', 'd_eer', [FreezeStrategy.from_config(cfg), *joint, *L(cbs)],
                         loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg), splitter=vit_splitter, metrics=metrics)
 
@@ -175,8 +177,11 @@ def load_exported(path) -> Learner:
     if not path.is_file(): raise FileNotFoundError(f"Exported learner {path} not found (write one with learn.export())")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        try: return load_learner(path)
+        try: learn = load_learner(path)
         except Exception as e: raise ValueError(f"{path} is not a learner saved by learn.export(): {e}") from None
+    if not hasattr(learn, 'cfg'):
+        raise ValueError(f"{path} was exported by an older ssl_mae (no learn.cfg): export it again")
+    return learn
 
 # %% ../nbs/08_learner.ipynb #d09c0646
 class CPUDistributedDL(DistributedDL):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
 from fastai.metrics import AccumMetric
 from torchmetrics.functional.classification import binary_roc
-from .model import morph_score
+from .detector import morph_score
 
 # %% auto #0
 __all__ = ['OPERATING_POINTS', 'RATE_COLS', 'MD_COLS', 'checked', 'det_points', 'apcer_bpcer', 'mad_metrics', 'md_table',

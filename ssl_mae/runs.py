@@ -110,8 +110,8 @@ class RunCheckpoint(TrackerCallback):
                      lambda tmp: save_model(tmp, self.learn.model, self.learn.opt, with_opt=with_opt))
 
     def after_fit(self):
-        "After training, load the best model (fastai's behaviour)."
-        if self.active and not self.first and (self.path/self.model_dir/'best.pth').exists():
+        "After training, load the best model (fastai's behaviour), in every process."
+        if not self.first and (self.path/self.model_dir/'best.pth').exists():
             self.learn.load('best', with_opt=False)
 
 # %% ../nbs/07a_runs.ipynb #f6cbc042

@@ -128,3 +128,16 @@ def test_joint_training_logs_both_parts(detector):
     log = pd.read_csv(learn.path/'log.csv')
     assert {'train_cls_loss', 'train_recon_loss'} <= set(log.columns)
     assert (log['train_recon_loss'] > 0).all() and np.isfinite(log['train_cls_loss']).all()
+
+def test_exported_learner_keeps_its_config(detector, tmp_path):
+    "`learn.cfg` survives export (the CLI reads the train style from it); an export without one is named as old."
+    from ssl_mae.learner import load_exported
+    learn, _ = detector
+    learn.export(tmp_path/'export.pkl')
+    assert load_exported(tmp_path/'export.pkl').cfg == learn.cfg
+    cfg = learn.cfg
+    try:
+        del learn.cfg
+        learn.export(tmp_path/'old.pkl')
+    finally: learn.cfg = cfg
+    with pytest.raises(ValueError, match=r'old\.pkl was exported by an older ssl_mae'): load_exported(tmp_path/'old.pkl')
