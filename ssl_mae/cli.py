@@ -22,7 +22,7 @@ from .learner import new_run_dir, mae_learner, save_encoder, load_encoder, mad_l
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config', 'run_folder',
-           'cli_synth', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate',
+           'cli_synth', 'cli_align', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate',
            'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
@@ -66,6 +66,21 @@ def cli_synth(root:str, # folder to write (new, empty, or made by `ssl_mae synth
     n = scan_mad(root).groupby(['style', 'split']).size()
     print(f"data: {root} ({n.sum()} images; {', '.join(f'{s} {p}: {k}' for (s, p), k in n.items())})")
     return root
+
+# %% ../nbs/09_cli.ipynb #5c1a7e3d
+from .faces import DETECTORS, align_dataset  # `ssl_mae align`; dlib is needed only when it runs
+
+def cli_align(src:str, # folder of photos (seed, style-first or any tree of image folders) or a CSV manifest
+              dst:str, # new folder for the aligned copies, or one to resume
+              size:int=224, # crop side in pixels
+              margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+              detector:Annotated[str, "face detector: hog (fast) or cnn (finds more, ~80x slower)",
+                                 dict(choices=DETECTORS)]='hog',
+              n_workers:int=1, # processes aligning photos (one core each)
+             ) -> dict:
+    "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
+    try: return align_dataset(src, dst, size=size, margin=margin, detector=detector, n_workers=n_workers)
+    except ImportError as e: raise CliError(str(e)) from None  # the faces extra is missing: one line, exit code 2
 
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
@@ -210,8 +225,8 @@ def cli_demo(out:str='runs', # parent folder of the data set and the demo's run 
     return run_demo(out, **(QUICK if quick else {}))
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
-COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_pretrain, cli_finetune, cli_evaluate, cli_predict,
-                                         cli_demo)}  # subcommand -> function
+COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune, cli_evaluate,
+                                         cli_predict, cli_demo)}  # subcommand -> function
 USER_ERRORS = (CliError, FileNotFoundError, FileExistsError, ValueError)  # reported in one line, exit code 2
 
 def usage() -> str:
