@@ -20,9 +20,10 @@ from .data import BadImageError, image_files, load_rgb
 from .synth import read_landmarks, write_landmarks
 
 # %% auto #0
-__all__ = ['FACES_EXTRA', 'DETECTORS', 'INSIGHTFACE_5', 'TEMPLATE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT', 'STATUSES',
-           'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template', 'anchors', 'similarity', 'align',
-           'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned', 'align_dataset', 'summary_line']
+__all__ = ['FACES_EXTRA', 'DETECTORS', 'INSIGHTFACE_5', 'TEMPLATE', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT',
+           'STATUSES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template', 'anchors', 'similarity',
+           'align', 'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned', 'align_dataset',
+           'summary_line']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
 FACES_EXTRA = "pip install 'ssl_mae[faces]'"  # installs dlib-bin and face-recognition-models (weights included)
@@ -98,7 +99,7 @@ def landmarks(img, # H×W×3 RGB (or grey) uint8 photo
         faces.append(Face(box, score, np.array([(p.x, p.y) for p in parts], np.float32)))
     return sorted(faces, key=lambda f: -f.side)
 
-# %% ../nbs/02a_faces.ipynb #1a8d5fab
+# %% ../nbs/02a_faces.ipynb #0344aff8
 INSIGHTFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
                           [70.7299, 92.2041]])  # InsightFace 112 px template: eyes, nose tip, mouth corners (x, y)
 
@@ -116,7 +117,7 @@ def anchors(lms, # (68, 2) iBUG landmarks
     lms = np.asarray(lms, np.float64)
     return np.stack([lms[36:42].mean(0), lms[42:48].mean(0), lms[48:68].mean(0)])
 
-# %% ../nbs/02a_faces.ipynb #9b9b72d5
+# %% ../nbs/02a_faces.ipynb #b1898aa8
 def similarity(src, # (n, 2) points
                dst, # (n, 2) points to map them onto
               ) -> np.ndarray:
@@ -126,15 +127,19 @@ def similarity(src, # (n, 2) points
     b = d.mean() - a*s.mean()
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
-# %% ../nbs/02a_faces.ipynb #2c57331b
-def _shrink(img:np.ndarray, M:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "`img` shrunk by the scale of `M` when it is below 1 (area averaging), and `M` acting on the shrunk image."
-    s = np.hypot(*M[:, 0])
-    if s >= 1: return img, M
-    h, w = img.shape[:2]; nw, nh = max(1, round(w*s)), max(1, round(h*s))
-    fx, fy = nw/w, nh/h  # shrunk pixel x_s is photo pixel (x_s + .5)/fx - .5
-    back = np.array([[1/fx, 0, .5/fx - .5], [0, 1/fy, .5/fy - .5], [0, 0, 1]])
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA), M @ back
+# %% ../nbs/02a_faces.ipynb #d28da0be
+def _source(img:np.ndarray, M:np.ndarray, size:int) -> tuple[np.ndarray, np.ndarray]:
+    "The part of `img` that the size×size crop of `M` shows, shrunk when `M` shrinks, and `M` acting on that part."
+    s, (h, w) = np.hypot(*M[:, 0]), img.shape[:2]
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]]) @ cv2.invertAffineTransform(M).T
+    pad = int(np.ceil(2/min(s, 1))) + 2  # source pixels beyond the corners that a shrunk, bilinear sample reads
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad, [x0 + 1, y0 + 1], [w, h])
+    part, M = img[y0:y1, x0:x1], np.c_[M[:, :2], M[:, :2] @ [x0, y0] + M[:, 2]]
+    if s >= 1: return part, M
+    (ph, pw), fx, fy = part.shape[:2], *(max(1, round(n*s))/n for n in part.shape[1::-1])
+    back = np.array([[1/fx, 0, .5/fx - .5], [0, 1/fy, .5/fy - .5], [0, 0, 1]])  # shrunk pixel -> part pixel
+    return cv2.resize(part, (round(pw*fx), round(ph*fy)), interpolation=cv2.INTER_AREA), M @ back
 
 def align(img, # H×W×3 RGB (or grey) uint8 photo
           lms, # its (68, 2) landmarks
@@ -144,11 +149,11 @@ def align(img, # H×W×3 RGB (or grey) uint8 photo
     "The aligned size×size crop (uint8 RGB) and the landmarks moved with it."
     img, lms = as_rgb(img), np.asarray(lms, np.float64)
     M = similarity(anchors(lms), template(size, margin))
-    small, Ms = _shrink(img, M)
-    crop = cv2.warpAffine(small, Ms, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    part, Mp = _source(img, M, size)
+    crop = cv2.warpAffine(part, Mp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return crop, (lms @ M[:, :2].T + M[:, 2]).astype(np.float32)
 
-# %% ../nbs/02a_faces.ipynb #e59043c7
+# %% ../nbs/02a_faces.ipynb #c6594c12
 TEMPLATE = 'insightface112-eyes-mouth'  # the anchor template of `template` (eye centres, mouth centre)
 
 @dataclass(frozen=True)
@@ -178,8 +183,9 @@ class AlignSettings:
             raise ValueError(f"AlignSettings: unknown key(s) {sorted(unknown)}")
         return cls(**d)
 
-# %% ../nbs/02a_faces.ipynb #d0155992
-CREDIBLE, SEVERAL = .5, .5  # a face counts from this share of the best score; a rival from this share of the size
+# %% ../nbs/02a_faces.ipynb #b595c251
+MIN_SCORE, CREDIBLE, SEVERAL = .5, .5, .5  # another face counts from this score and this share of the best score;
+                                           # it makes the photo ambiguous from this share of the main face's size
 
 class FaceError(ValueError):
     "A photo that cannot be aligned; `status` is 'no_face' or 'several_faces'."
@@ -187,16 +193,17 @@ class FaceError(ValueError):
 
 def main_face(faces:list, # `landmarks`' faces
              ) -> Face:
-    "The face to align: the largest credible face, when every other credible face is less than half its size."
+    "The face to align: the largest face that counts, when every other one is less than half its size."
     if not faces: raise FaceError('no_face', "no face found")
     best = max(f.score for f in faces)
-    main, *others = sorted([f for f in faces if f.score >= CREDIBLE*best], key=lambda f: -f.side)
+    count = [f for f in faces if f.score == best or f.score >= max(MIN_SCORE, CREDIBLE*best)]
+    main, *others = sorted(count, key=lambda f: -f.side)
     if rivals := [f for f in others if f.side >= SEVERAL*main.side]:
         boxes = '; '.join(' '.join(f'{v:.0f}' for v in f.box) for f in [main, *rivals])
         raise FaceError('several_faces', f"{1 + len(rivals)} faces of comparable size (boxes x0 y0 x1 y1: {boxes})")
     return main
 
-# %% ../nbs/02a_faces.ipynb #89d1e916
+# %% ../nbs/02a_faces.ipynb #1bd2589e
 def align_image(img, # H×W×3 RGB (or grey) uint8 photo
                 settings:AlignSettings=AlignSettings(), # how to find and crop the face
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +212,7 @@ def align_image(img, # H×W×3 RGB (or grey) uint8 photo
     face = main_face(landmarks(img, s.detector, s.det_size))
     return align(img, face.lms, s.size, s.margin)
 
-# %% ../nbs/02a_faces.ipynb #d8a89f2a
+# %% ../nbs/02a_faces.ipynb #9cf8871d
 def looks_aligned(lms, # (68, 2) landmarks found on a size×size image
                   settings:AlignSettings=AlignSettings(), # the alignment it should match
                   tol:float=.03, # largest anchor distance from the template, as a share of the crop side
@@ -213,7 +220,7 @@ def looks_aligned(lms, # (68, 2) landmarks found on a size×size image
     "True when the landmarks sit on the template of `settings`: the image is an aligned crop already."
     return bool(np.abs(anchors(lms) - template(settings.size, settings.margin)).max() <= tol*settings.size)
 
-# %% ../nbs/02a_faces.ipynb #b5971734
+# %% ../nbs/02a_faces.ipynb #51b36e21
 ALIGNED, REPORT = 'aligned.json', 'align_report.csv'  # written at the root of every aligned set
 STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash')  # why a photo was skipped
 
@@ -244,7 +251,7 @@ def _check_apart(base:Path, dst:Path):
                          "choose a folder outside it")
     if b.is_relative_to(d): raise ValueError(f"align: the source data {base} is inside DST {dst}: choose a DST outside it")
 
-# %% ../nbs/02a_faces.ipynb #d6973f04
+# %% ../nbs/02a_faces.ipynb #e158e7e1
 def _claim(dst:Path, record:dict) -> dict|None:
     "The record of the aligned set in `dst` (same source and settings as `record`) to resume; None if new or empty."
     if dst.exists() and not dst.is_dir(): raise FileExistsError(f"align: DST {dst} is a file: give a folder")
@@ -260,7 +267,7 @@ def _claim(dst:Path, record:dict) -> dict|None:
     if diff: raise FileExistsError(f"align: DST {dst} holds faces aligned otherwise ({'; '.join(diff)}); " + why)
     return old
 
-# %% ../nbs/02a_faces.ipynb #145fec92
+# %% ../nbs/02a_faces.ipynb #97a478b6
 def _align_file(job:tuple) -> tuple:
     "Align one photo `(src, dst, settings)` and write its crop as PNG: (status, detail, landmarks or None)."
     src, dst, settings = job
@@ -278,7 +285,7 @@ def _results(jobs:list, n_workers:int):
     ctx = multiprocessing.get_context('spawn')  # fork is unsafe beside torch's and OpenCV's threads
     with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex: yield from ex.map(_align_file, jobs, chunksize=4)
 
-# %% ../nbs/02a_faces.ipynb #8065987d
+# %% ../nbs/02a_faces.ipynb #7133b87e
 def _save(dst:Path, lm_root:Path, lms:dict, report:dict):
     "Write `landmarks.csv` (crops done so far) and the report (photos skipped so far), each file whole."
     write_landmarks(lm_root, {dst/_png(r): v for r, v in lms.items()})
@@ -293,7 +300,7 @@ def _done(dst:Path, lm_root:Path, rels:list) -> tuple[dict, dict]:
     report = {} if rep is None else {p: (s, d) for p, s, d in zip(rep['path'], rep['status'], rep['detail'])}
     return lms, {r: v for r, v in report.items() if r in set(rels) and r not in lms}
 
-# %% ../nbs/02a_faces.ipynb #b21c3d66
+# %% ../nbs/02a_faces.ipynb #46b99ccf
 def _write_manifest(src:Path, base:Path, dst:Path, lms:dict) -> Path:
     "Copy the manifest `src` into `dst` (same place relative to `base`) with the crops' paths; skipped rows left out."
     df, out = _manifest(src), dst/os.path.relpath(src, base)
@@ -307,7 +314,7 @@ def _summary(dst:Path, lms:dict, report:dict, new:int) -> dict:
     n = Counter(s for s, _ in report.values())
     return dict(dst=dst, aligned=len(lms), new=new, skipped={k: n[k] for k in STATUSES if n[k]}, report=dst/REPORT)
 
-# %% ../nbs/02a_faces.ipynb #16c1911b
+# %% ../nbs/02a_faces.ipynb #e599efce
 def align_dataset(src, # folder of photos (any layout) or CSV manifest
                   dst, # new folder for the aligned set, or one to resume
                   size:int=224, # crop side in pixels
