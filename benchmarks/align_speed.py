@@ -6,18 +6,21 @@ shifts, saved as JPEG) at 224 px output:
    68 landmarks, the similarity warp, PNG encode + write; ms per photo and share of the total, for 512 px photos and
    for 1536 px photos (a high-resolution capture such as FRLL's 1350 px);
 2. the MMOD CNN detector (`detector='cnn'`) against HOG on a few photos: ms per photo and the ratio;
-3. `align_dataset` wall clock, photos per second with 1 and 2 worker processes, and the ratio; the start-up of a
-   run (for workers: starting fresh Python processes that import ssl_mae) is measured on 2 photos and taken out.
+3. whole photos per second: `align_dataset` with one process (what `ssl_mae align` does by default); the same
+   per-photo work once started in this process and in 2 worker processes (`n_workers=2`), and the ratio; and the
+   time the 2 workers take to start (fresh Python processes that import ssl_mae and load dlib's models), which
+   `align_dataset(..., n_workers=2)` pays once per call.
 
-Needs the faces extra (`pip install 'ssl_mae[faces]'`) and scikit-image. Takes about 1-2 minutes on 2 idle cores
-(`--n 24`). Run: `python benchmarks/align_speed.py [--n 24] [--size 224]`
+Needs the faces extra (`pip install 'ssl_mae[faces]'`) and scikit-image. Takes about 2 minutes on 2 cores
+(`--n 40`). Run: `python benchmarks/align_speed.py [--n 40] [--size 224]`
 """
-import argparse, os, tempfile, time
+import argparse, multiprocessing, os, tempfile, time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import cv2, numpy as np
 import skimage.data
 from PIL import Image
-from ssl_mae.faces import _boxes, align, align_dataset, dlib_models, landmarks, read_photo
+from ssl_mae.faces import AlignSettings, _align_file, _boxes, align, align_dataset, dlib_models, landmarks, read_photo
 
 def photos(root:Path, n:int, side:int) -> list[Path]:
     "`n` JPEG photos of the astronaut at `side` px, each rotated, scaled and shifted differently."
@@ -71,23 +74,21 @@ def main(n:int, size:int):
         found = sum(bool(landmarks(im, 'cnn')) for im in few)
         print(f"\n2. detection + landmarks on a 512 px photo (best of 4): HOG {1000*hog:.0f} ms, CNN {1000*cnn:.0f} ms "
               f"(ratio {cnn/hog:.0f}x; CNN found {found} of 4)")
-        print(f"\n3. align_dataset, photos per second after start-up (wall clock); start-up = a run on 2 photos")
+        print(f"\n3. whole photos (decode, detect, landmarks, warp, PNG written whole), photos per second")
         for side, files in sets.items():
-            rate, start, got = {}, {}, {}
-            for w in (1, 2):
-                run = lambda src, name: clock(align_dataset, src, d/name, size, .25, 'hog', 512, w, False)
-                (d/f'two{side}').mkdir(exist_ok=True)
-                for f in files[:2]: (d/f'two{side}'/f.name).write_bytes(f.read_bytes())
-                _, start[w] = run(d/f'two{side}', f'dst2-{side}-{w}')
-                s, sec = run(files[0].parent, f'dst{side}-{w}')
-                rate[w], got[w] = (n - 2)/(sec - start[w]), (s['aligned'], s['skipped'])
-            print(f"  {side} px photos: 1 worker {rate[1]:.1f}/s (start-up {start[1]:.1f} s), 2 workers {rate[2]:.1f}/s "
-                  f"(start-up {start[2]:.1f} s); ratio {rate[2]/rate[1]:.2f}; aligned {got[1][0]} of {n}, "
-                  f"skipped {got[1][1] or 'none'}")
+            s, sec = clock(align_dataset, files[0].parent, d/f'all{side}', size, .25, 'hog', 512, 1, False)
+            jobs = [(f, d/f'w{side}'/f'{i}.png', AlignSettings(size)) for i, f in enumerate(files)]
+            one = n/clock(lambda: list(map(_align_file, jobs)))[1]
+            with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn')) as ex:
+                _, start = clock(lambda: list(ex.map(dlib_models, ['hog']*2)))  # import ssl_mae, load the models
+                two = n/clock(lambda: list(ex.map(_align_file, jobs, chunksize=4)))[1]
+            print(f"  {side} px: align_dataset {n/sec:.1f}/s (aligned {s['aligned']} of {n}, skipped "
+                  f"{s['skipped'] or 'none'}); once started, 1 process {one:.1f}/s, 2 worker processes {two:.1f}/s "
+                  f"(ratio {two/one:.2f}); starting the 2 workers took {start:.1f} s")
     print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--n', type=int, default=24, help='photos per set')
+    p.add_argument('--n', type=int, default=40, help='photos per set')
     p.add_argument('--size', type=int, default=224, help='crop side in pixels')
     main(**vars(p.parse_args()))
