@@ -1,4 +1,5 @@
-"""The detector's losses (weighted BCE, weighted CE, margin) and the joint loss that adds masked reconstruction.
+"""The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction
+loss that joint training adds.
 
 Docs: https://ssl-mae.github.io/ssl_mae/losses.html.md"""
 
@@ -12,7 +13,7 @@ from .config import LOSSES, MAEConfig
 from .model import masked_patch_mse, morph_score
 
 # %% auto #0
-__all__ = ['logit_diff', 'as_labels', 'as_weights', 'MADLoss', 'WeightedBCE', 'WeightedCE', 'MarginLoss', 'mad_loss', 'JointLoss',
+__all__ = ['logit_diff', 'as_labels', 'as_weights', 'MADLoss', 'WeightedBCE', 'WeightedCE', 'MarginLoss', 'mad_loss',
            'masked_patch_mse']
 
 # %% ../nbs/04_losses.ipynb #983de326
@@ -99,21 +100,3 @@ def mad_loss(cfg:MAEConfig, # `cfg.loss` picks 'bce', 'ce' or 'margin'; `cfg.mar
 
 # %% ../nbs/04_losses.ipynb #3468ce76
 _all_ = ['masked_patch_mse']
-
-# %% ../nbs/04_losses.ipynb #659299a1
-class JointLoss:
-    "`cls_loss(logits, labels) + recon_weight · recon_loss`, keeping both parts of the last call for logging."
-    def __init__(self, cls_loss, # a classification loss, e.g. `mad_loss(cfg, class_weights)`
-                 recon_weight:float=1.0): # weight of the reconstruction loss (0: supervised only)
-        if not recon_weight >= 0: raise ValueError(f"recon_weight={recon_weight!r}: must be zero or more")
-        self.cls_loss, self.recon_weight, self.last_cls, self.last_recon = cls_loss, recon_weight, None, None
-    def __call__(self, logits:Tensor, labels, recon_loss:Tensor|None=None) -> Tensor:
-        cls = self.cls_loss(logits, labels)
-        self.last_cls, self.last_recon = cls.detach(), None if recon_loss is None else recon_loss.detach()
-        return cls if recon_loss is None or self.recon_weight == 0 else cls + self.recon_weight * recon_loss
-    @property
-    def reduction(self): return self.cls_loss.reduction
-    @reduction.setter
-    def reduction(self, v): self.cls_loss.reduction = v
-    def activation(self, logits:Tensor) -> Tensor: return self.cls_loss.activation(logits)
-    def decodes(self, scores:Tensor) -> Tensor: return self.cls_loss.decodes(scores)

@@ -282,7 +282,7 @@ def test_cli_align_errors_in_process(photos, aligned, tmp_path, capsys):
     assert main(['align', str(photos), str(dst)]) == 0 and '(0 new)' in capsys.readouterr().out  # resumed
     for words, needles in [([photos, dst, '--size', 128], ['aligned otherwise', 'size=224, not 128']),
                            ([photos, photos/'out'], ['inside the source data']),
-                           ([photos, tmp_path/'x', '--detector', 'mtcnn'], ['invalid choice']),
+                           ([photos, tmp_path/'x', '--detector', 'mtcnn'], ["detector='mtcnn'", 'hog, cnn']),
                            ([tmp_path/'missing', tmp_path/'x'], ['not found'])]:
         code, err = main(['align', *map(str, words)]), capsys.readouterr().err
         assert code == 2 and err.count('\n') == 1 and err.startswith('ssl_mae align: error:'), err
