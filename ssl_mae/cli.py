@@ -18,9 +18,9 @@ from .config import MAEConfig, write_atomic
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config',
-           'run_folder', 'cli_synth', 'pretrain_images', 'Interrupted', 'resumable', 'cli_pretrain', 'cli_finetune',
-           'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse',
-           'one_line', 'main']
+           'run_folder', 'cli_synth', 'cli_align', 'pretrain_images', 'Interrupted', 'resumable', 'cli_pretrain',
+           'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo',
+           'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
@@ -76,6 +76,19 @@ def cli_synth(root:str, # folder to write (new, empty, or made by `ssl_mae synth
     n = scan_mad(root).groupby(['style', 'split']).size()
     print(f"data: {root} ({n.sum()} images; {', '.join(f'{s} {p}: {k}' for (s, p), k in n.items())})")
     return root
+
+# %% ../nbs/09_cli.ipynb #5c1a7e3d
+def cli_align(src:str, # folder of photos (seed, style-first or any tree of image folders) or a CSV manifest
+              dst:str, # new folder for the aligned copies, or one to resume
+              size:int=224, # crop side in pixels
+              margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+              detector:str='hog', # face detector: hog (fast) or cnn (finds more faces, ~50x slower)
+              n_workers:int=1, # processes aligning photos (one core each)
+             ) -> dict:
+    "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
+    from ssl_mae.faces import align_dataset
+    try: return align_dataset(src, dst, size=size, margin=margin, detector=detector, n_workers=n_workers)
+    except ImportError as e: raise CliError(str(e)) from None  # the faces extra is missing: one line, exit code 2
 
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
@@ -268,8 +281,8 @@ def cli_demo(out:str='runs', # parent folder of the data set and the demo's run 
     return run_demo(out, **(QUICK if quick else {}))
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
-COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_pretrain, cli_finetune, cli_evaluate, cli_predict,
-                                         cli_demo)}  # subcommand -> function
+COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune, cli_evaluate,
+                                         cli_predict, cli_demo)}  # subcommand -> function
 USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError)  # reported in one line, exit code 2
 
 def usage() -> str:

@@ -155,7 +155,7 @@ def test_bad_option_and_unknown_subcommand(data, capsys):
     one_line_error(*run_main(capsys, 'pretrain', data, '--preset', 'huge'), 'pretrain', "invalid choice: 'huge'")
     one_line_error(*run_main(capsys, 'predict', data), 'predict', 'required: --model')
     code, err = run_main(capsys, 'fly')
-    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, pretrain, finetune, evaluate, predict, demo\n"
+    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, align, pretrain, finetune, evaluate, predict, demo\n"
 
 def test_unreadable_checkpoints(work, data, capsys):
     bad = work/'bad.pth'
