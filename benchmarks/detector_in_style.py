@@ -34,7 +34,7 @@ def main():
                          recon_weight=0).override(a.overrides)
     t = time.time()
     pre = mae_learner(mae_dls(table[table['split'] == 'P2'], cfg), cfg, path=out/'pretrain', snapshots=False)
-    with pre.no_bar(), pre.no_logging(): pre.fit_run(a.pretrain)
+    with pre.no_bar(), pre.no_logging(): pre.fit_one_cycle(a.pretrain)
     print(f"pretraining: {a.pretrain} epochs in {time.time() - t:.0f} s, valid loss "
           f"{pre.recorder.values[0][1]:.4f} -> {pre.recorder.values[-1][1]:.4f}")
     train, tests = protocol_tables(table, 'LMA', cfg)
@@ -42,7 +42,7 @@ def main():
     for name, enc in (('pretrained', pre.model), ('scratch', None)):
         t = time.time()
         det = mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=enc, path=out/name)
-        with det.no_bar(), det.no_logging(): det.fit_run(a.finetune)
+        with det.no_bar(), det.no_logging(): det.fit_one_cycle(a.finetune)
         with det.no_bar(): _, rep = evaluate(det, tests, train_style='LMA', out=out/f'{name}-eval', plots=False)
         rows[name] = rep.table.query("style == 'LMA'").iloc[0]
         print(f"{name}: fine-tuned {a.finetune} epochs in {time.time() - t:.0f} s")

@@ -4,7 +4,7 @@ ViT-Tiny/16 encoder (192-d, 12 blocks, 3 heads), 128-d 4-block decoder, 224 px, 
 the same weights (HF's, imported with `load_pretrained`) and use the same AdamW. Prints: the median step time of each
 (steps interleaved, so both see the same machine load) and their ratio; the peak resident memory each adds during its
 steps; the GFLOP/s each achieves against a large-matmul rate measured in the same run; and masking + un-shuffle
-(one gather) against the seed's Python double loop at B=64, L=196.
+(one gather) against the SSL_MAE design's Python double loop at B=64, L=196.
 
 Run: `python benchmarks/mae_step.py [--steps 7]` (transformers is needed: it is in the dev extra).
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
-from ssl_mae.model import load_pretrained, random_masking, unshuffle
+from ssl_mae.model import MaskedAutoencoder, unshuffle
+from ssl_mae.checkpoints import load_pretrained
 
 GEOMETRY = dict(image_size=224, patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
                 intermediate_size=768, decoder_hidden_size=128, decoder_num_hidden_layers=4,
@@ -72,8 +73,8 @@ def matmul_fn(n=2048):
     a, b = torch.randn(n, n), torch.randn(n, n)
     return lambda: a @ b
 
-def seed_unshuffle(kept, mask_token, ids_restore):
-    "The seed's way: a Python double loop putting visible tokens and mask tokens back in order."
+def loop_unshuffle(kept, mask_token, ids_restore):
+    "The SSL_MAE design's way: a Python double loop putting visible tokens and mask tokens back in order."
     B, L = ids_restore.shape
     out = torch.empty(B, L, kept.shape[-1])
     for b in range(B):
@@ -86,11 +87,11 @@ def masking_ratio(B=64, L=196, D=128):
     "(vectorised ms, loop ms) for masking + un-shuffle of B x L tokens, checking both give the same tokens."
     x, tok, noise = torch.randn(B, L, D), torch.randn(1, 1, D), torch.rand(B, L)
     def vec():
-        kept, _, ids_restore = random_masking(x, 0.75, noise)
+        kept, _, ids_restore = MaskedAutoencoder.random_masking(x, 0.75, noise)
         return unshuffle(kept, tok, ids_restore)
     def loop():
-        kept, _, ids_restore = random_masking(x, 0.75, noise)
-        return seed_unshuffle(kept, tok, ids_restore)
+        kept, _, ids_restore = MaskedAutoencoder.random_masking(x, 0.75, noise)
+        return loop_unshuffle(kept, tok, ids_restore)
     assert torch.equal(vec(), loop())
     t_vec = statistics.median(timed(vec) for _ in range(50))
     t_loop = statistics.median(timed(loop) for _ in range(3))
@@ -123,7 +124,7 @@ def main(steps=7, batch=16, threads=None, peak=None):
     print(f"  peak memory ssl_mae / HF = {mem['ssl_mae'] / mem['HF']:.2f}x")
     print(f"  large matmul (2048^3, fp32, timed between the steps): {mm:.1f} GFLOP/s (target: ssl_mae >= 70 % of it)")
     t_vec, t_loop = masking_ratio()
-    print(f"\nmasking + un-shuffle, B=64, L=196, D=128: gather {t_vec:.3f} ms, seed double loop {t_loop:.1f} ms, "
+    print(f"\nmasking + un-shuffle, B=64, L=196, D=128: gather {t_vec:.3f} ms, design's double loop {t_loop:.1f} ms, "
           f"{t_loop / t_vec:.0f}x faster (target >= 100x)")
 
 if __name__ == '__main__':

@@ -37,7 +37,7 @@ def main():
     cfg = MAEConfig.tiny(seed=0).override(a.overrides)
     train = train_table(scan_mad(a.data), cfg.train_dataset, cfg)
     learn = mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=a.encoder, path=Path(a.run))
-    with ddp_ctx(learn, cpu=not torch.cuda.is_available()): learn.fit_run(a.epochs or cfg.num_epochs)
+    with ddp_ctx(learn, cpu=not torch.cuda.is_available()): learn.fit_one_cycle(a.epochs or cfg.num_epochs)
     backend = dist.get_backend() if dist.is_initialized() else 'none'
     print(f"rank {rank_distrib()} of {max(num_distrib(), 1)} ({backend}): {learn.train_iter} training batches", flush=True)
     if rank_distrib() == 0:

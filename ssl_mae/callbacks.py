@@ -6,21 +6,15 @@ Docs: https://ssl-mae.github.io/ssl_mae/callbacks.html.md"""
 
 # %% ../nbs/07_callbacks.ipynb #a94271f7
 from __future__ import annotations
-import json
-from pathlib import Path
-import numpy as np, torch
-import matplotlib.pyplot as plt
+import torch
 from fastai.callback.core import Callback
-from fastai.callback.progress import CSVLogger
-from fastai.callback.tracker import SaveModelCallback, TrackerCallback
+from fastai.learner import ValueMetric
 from fastai.torch_core import rank_distrib
 from .config import MAEConfig
-from .viz import show_reconstructions
-from .losses import JointLoss
+from .viz import show_reconstructions, norm_stats
 
 # %% auto #0
-__all__ = ['STEM', 'NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'group_index', 'fixed_params',
-           'vit_splitter', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy', 'RunCheckpoint', 'RunLog', 'NonFiniteLoss']
+__all__ = ['NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy']
 
 # %% ../nbs/07_callbacks.ipynb #a03fff2e
 def unwrap(model):
@@ -44,13 +38,13 @@ class MAEPretrain(Callback):
     def valid_noise(self, x, i:int=0):
         "Masking noise for validation batch `i`: the same in every epoch."
         g = torch.Generator().manual_seed(self.valid_seed + i)
-        return torch.rand(x.shape[0], unwrap(self.learn.model).cfg.num_patches, generator=g).to(x.device)
+        return torch.rand(x.shape[0], unwrap(self.learn.model).patch_embed.num_patches, generator=g).to(x.device)
 
     def show(self, n:int=4):
         "Reconstruction grid of `n` images of the current batch (of a validation batch outside training)."
         m, x = unwrap(self.learn.model), getattr(self.learn, 'xb', (None,))[0]
         if x is None: x = self.dls.valid.one_batch()[0]
-        return show_reconstructions(m, x[:n], mean=m.cfg.mean, std=m.cfg.std)
+        return show_reconstructions(m, x[:n], **norm_stats(self.dls))
 
 # %% ../nbs/07_callbacks.ipynb #f6ef988e
 class ReconSnapshot(Callback):
@@ -65,40 +59,13 @@ class ReconSnapshot(Callback):
     def before_train(self):  # training epochs only: never in `validate` or `get_preds`
         if self.imgs is not None: return
         self.imgs = self.dls.valid.one_batch()[0][:self.n]
-        self.noise = torch.rand(len(self.imgs), unwrap(self.model).cfg.num_patches, generator=torch.Generator().manual_seed(0))
+        self.noise = torch.rand(len(self.imgs), unwrap(self.model).patch_embed.num_patches, generator=torch.Generator().manual_seed(0))
 
     def after_epoch(self):
-        epoch = self.epoch + getattr(self.learn, 'epochs_done', 0)
-        if self.imgs is None or epoch % self.every or rank_distrib(): return
+        if self.imgs is None or self.epoch % self.every or rank_distrib(): return
         m = unwrap(self.learn.model)
-        fig = show_reconstructions(m, self.imgs, noise=self.noise.to(self.imgs.device), mean=m.cfg.mean, std=m.cfg.std,
-                                   save=self.path/self.fname.format(epoch))
-        plt.close(fig)
-
-# %% ../nbs/07_callbacks.ipynb #ae598d10
-STEM = ('patch_embed', 'cls_token', 'pos_embed')  # encoder parameters before the first block
-
-def group_index(name:str, depth:int) -> int:
-    "Parameter group of an encoder-relative parameter `name`: 0 stem, 1..depth blocks, depth+1 the rest."
-    parts = name.split('.')
-    if parts[0] == 'blocks': return int(parts[1]) + 1
-    return 0 if parts[0] in STEM else depth + 1
-
-def fixed_params(cfg:MAEConfig) -> set:
-    "Names of `MaskedAutoencoder` parameters that never train under `cfg` (sin-cos embeddings, a zero mask token)."
-    return {n for n, learned in [('pos_embed', cfg.learned_pos_embed), ('decoder_pos_embed', cfg.learned_pos_embed),
-                                 ('mask_token', cfg.use_learned_mask_token)] if not learned}
-
-def vit_splitter(model) -> list:
-    "fastai splitter for a `MADClassifier`: [stem, block 0, ..., block depth-1, norm + heads + decoder]."
-    depth, fixed = len(model.encoder.blocks), fixed_params(model.encoder.cfg)
-    groups = [[] for _ in range(depth + 2)]
-    for n, p in model.named_parameters():
-        name = n.removeprefix('encoder.')
-        if n.startswith('encoder.') and name in fixed: continue  # unfreezing must not make them trainable
-        enc = n.startswith('encoder.') and not name.startswith('decoder')
-        groups[group_index(name, depth) if enc else depth + 1].append(p)
-    return groups
+        show_reconstructions(m, self.imgs, noise=self.noise.to(self.imgs.device), **norm_stats(self.dls),
+                             save=self.path/self.fname.format(self.epoch))  # a Figure outside pyplot: nothing to close
 
 # %% ../nbs/07_callbacks.ipynb #1f29384f
 NO_DECAY = ('pos_embed', 'cls_token', 'mask_token')  # parameter names (suffixes) trained without weight decay
@@ -116,8 +83,13 @@ class NoDecayTokens(Callback):
 class JointMAE(Callback):
     "Add `recon_weight` × the masked reconstruction loss of each training batch to the classification loss."
     order = 4  # before GradientAccumulation rescales the loss
-    def __init__(self, recon_weight:float=1.0): self.recon_weight = recon_weight  # weight of the reconstruction loss
-    def before_fit(self): self.joint, self.recon = JointLoss(self.learn.loss_func, self.recon_weight), None
+    def __init__(self, recon_weight:float=1.0): # weight of the reconstruction loss (0: supervised only)
+        if not recon_weight >= 0: raise ValueError(f"recon_weight={recon_weight!r}: must be zero or more")
+        self.recon_weight, self.recon, self.sums = recon_weight, None, torch.zeros(3)
+        self.part_metrics = [ValueMetric(self.mean_cls, 'train_cls_loss'),
+                             ValueMetric(self.mean_recon, 'train_recon_loss')]  # metrics to log both parts
+
+    def before_train(self): self.sums = torch.zeros(3)  # classification, reconstruction, images
     def before_batch(self):
         if self.training and self.recon_weight > 0: self.learn.xb = (*self.xb, True)  # model(x, recon=True)
 
@@ -127,10 +99,16 @@ class JointMAE(Callback):
         if isinstance(self.pred, tuple): self.learn.pred, self.recon = self.pred
 
     def after_loss(self):
-        "Replace the loss by the joint loss; `self.joint.last_cls` / `.last_recon` keep the parts."
+        "Add the weighted reconstruction loss to the loss the backward pass sees; sum both parts."
         if self.recon is None: return
-        self.learn.loss_grad = self.joint(self.pred, *self.yb, self.recon)
+        n = len(self.pred)
+        self.sums += torch.stack([self.learn.loss_grad.detach().float() * n, self.recon.detach().float() * n,
+                                  torch.tensor(float(n))])
+        self.learn.loss_grad = self.learn.loss_grad + self.recon_weight * self.recon
         self.learn.loss = self.learn.loss_grad.clone()
+
+    def mean_cls(self) -> float: return (self.sums[0] / self.sums[2]).item()  # over the last training epoch
+    def mean_recon(self) -> float: return (self.sums[1] / self.sums[2]).item()
 
 # %% ../nbs/07_callbacks.ipynb #d8bd21f6
 class FreezeStrategy(Callback):
@@ -157,83 +135,5 @@ class FreezeStrategy(Callback):
 
     def before_train(self):
         n = len(self.learn.opt.param_lists)
-        k = self.trainable_groups(self.epoch + getattr(self.learn, 'epochs_done', 0), n)
+        k = self.trainable_groups(self.epoch, n)
         self.learn.freeze_to(n - k)
-
-# %% ../nbs/07_callbacks.ipynb #ae9860de
-class RunCheckpoint(SaveModelCallback):
-    "Save `best` by `monitor` and, after every epoch, `last` with the optimiser and `state.json`; restore on resume."
-    def __init__(self, monitor:str='d_eer', comp=np.less, fname:str='best', state:str='state.json'):
-        super().__init__(monitor=monitor, comp=comp, fname=fname, reset_on_fit=True)
-        self.state = state
-
-    @property
-    def state_path(self): return self.path/self.model_dir/self.state
-
-    def before_fit(self):
-        super().before_fit()
-        self.trained = False
-        done = getattr(self.learn, 'epochs_done', 0)
-        if done and self.state_path.exists(): self.best = json.loads(self.state_path.read_text())['best']
-
-    def before_train(self): self.trained = True
-
-    def after_epoch(self):
-        if not self.trained: return  # `validate()` runs the fit events too
-        TrackerCallback.after_epoch(self)  # sets `new_best` (quietly: the log shows the values)
-        if self.new_best: self._save(self.fname)
-        self.learn.save('last', with_opt=True)  # fastai saves on rank 0 only
-        if rank_distrib(): return
-        done = self.epoch + 1 + getattr(self.learn, 'epochs_done', 0)
-        self.state_path.write_text(json.dumps(dict(epochs_done=done, monitor=self.monitor, best=float(self.best))))
-
-    def after_fit(self):
-        "After training, load the best model (fastai's behaviour), if one was saved."
-        best = self.path/self.model_dir/f'{self.fname}.pth'
-        if self.trained and best.exists(): self.learn.load(self.fname, with_opt=False)
-
-# %% ../nbs/07_callbacks.ipynb #bcc662ae
-class RunLog(CSVLogger):
-    "fastai's CSV log with the run's `seed` in every row, one header, and epochs counted across resumed fits."
-    def __init__(self, seed:int, fname:str='log.csv'): super().__init__(fname, append=True); self.seed = seed
-
-    def before_fit(self): pass  # the file opens with the first training epoch, so `validate()` writes nothing
-
-    def before_train(self):
-        if hasattr(self, 'file') or rank_distrib(): return  # already open, or not the main process
-        f, done = self.path/self.fname, getattr(self.learn, 'epochs_done', 0)
-        if done and f.exists(): self._keep_epochs(f, done)  # drop rows of an epoch a crash cut short
-        new = not f.exists() or f.stat().st_size == 0
-        f.parent.mkdir(parents=True, exist_ok=True)
-        self.file = f.open('a')
-        if new: self.file.write(','.join(['seed', *self.recorder.metric_names]) + '\n')
-        self.old_logger, self.learn.logger = self.logger, self._write_line
-
-    @staticmethod
-    def _keep_epochs(f:Path, n:int):
-        "Keep the header and the rows of the first `n` epochs of log `f`."
-        head, *rows = f.read_text().splitlines()
-        f.write_text('\n'.join([head, *[r for r in rows if int(r.split(',')[1]) < n]]) + '\n')
-
-    def after_fit(self):
-        if not hasattr(self, 'file'): return
-        super().after_fit()
-        del self.file  # an open or closed file can't be pickled by `learn.export`
-
-    def _write_line(self, log):
-        row = [self.seed, log[0] + getattr(self.learn, 'epochs_done', 0), *log[1:]]
-        self.file.write(','.join(map(str, row)) + '\n')
-        self.file.flush()
-        self.old_logger(log)
-
-# %% ../nbs/07_callbacks.ipynb #69cd428a
-class NonFiniteLoss(Callback):
-    "Stop training with a clear error at the first non-finite loss, before it reaches the weights."
-    order = 3
-    def after_loss(self):
-        if torch.isfinite(self.learn.loss_grad).all(): return
-        ckpt = self.path/self.model_dir/'last.pth'
-        kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was saved yet"
-        raise FloatingPointError(f"Training stopped: the loss became {self.learn.loss_grad.item()} at epoch "
-                                 f"{self.epoch + getattr(self.learn, 'epochs_done', 0)}, batch {self.iter}; {kept}. "
-                                 "Lower the learning rate, or check the input images.")

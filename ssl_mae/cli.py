@@ -1,6 +1,6 @@
 """`ssl_mae synth | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library
 functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides),
-one run folder per run, and one-line errors.
+one run folder per run, one-line errors and a prompt `--help`.
 
 Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
@@ -8,22 +8,19 @@ Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #0a1d17fb
 from __future__ import annotations
-import os, sys, traceback
+import os, re, shutil, sys, traceback
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
-import pandas as pd
 from fastcore.script import anno_parser, CliError
-from .config import MAEConfig
-from .synth import make_dataset, SYNTH_STYLES
-from .data import scan_mad, detect_layout, mae_dls, mad_dls, protocol_tables, test_tables, TEST_SPLITS
-from .metrics import md_table
-from .learner import new_run_dir, mae_learner, save_encoder, load_encoder, mad_learner, evaluate, predict, write_report, load_exported
+from .config import MAEConfig, write_atomic
 
 # %% auto #0
-__all__ = ['PRESETS', 'Preset', 'Resume', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config', 'run_folder',
-           'cli_synth', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate',
-           'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'main']
+__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config',
+           'run_folder', 'cli_synth', 'cli_align', 'pretrain_images', 'Interrupted', 'resumable', 'cli_pretrain',
+           'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo',
+           'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
@@ -32,67 +29,115 @@ def run_config(config=None, # JSON file of config fields (e.g. a run's config.js
                preset:str='tiny', # one of PRESETS, used when `config` is None
                overrides=(), # `key=value` strings applied last
                resume=None, # folder of a run to continue: its saved config
+               kind:str|None=None, # the kind of run `resume` must be (pretrain, finetune)
               ) -> MAEConfig:
     "The run's config: a preset or a JSON file, then `key=value` overrides; or the saved one of a run to resume."
     if resume is not None:
+        from ssl_mae.runs import CONFIG, run_state
         if config or overrides: raise ValueError("--resume continues a run with its saved config: drop the other "
                                                  "config options and key=value overrides")
-        if not (f := Path(resume)/'config.json').is_file():
-            raise FileNotFoundError(f"--resume {resume}: no config.json there, so it is not a run folder to continue")
+        if not (f := Path(resume)/CONFIG).is_file():
+            raise FileNotFoundError(f"--resume {resume}: no {CONFIG} there, so it is not a run folder to continue")
+        if kind and (was := run_state(resume).get('kind', kind)) != kind:
+            raise ValueError(f"--resume {resume} is a {was} run: continue it with `ssl_mae {was} DATA --resume {resume}`")
         return MAEConfig.from_json(f)
     if preset not in PRESETS: raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     return (MAEConfig.from_json(config) if config else PRESETS[preset]()).override(overrides)
 
 # %% ../nbs/09_cli.ipynb #a48a2c0a
+@contextmanager
 def run_folder(out, # parent folder of new runs
                name:str, # run name: the start of the folder name
                data, # the data set folder (runs never go inside it)
                resume=None, # folder of a run to continue instead
-              ) -> Path:
-    "The folder of the run to resume, else a new `out/<name>-<UTC time>` outside the data set."
-    return Path(resume) if resume is not None else new_run_dir(out, name, data_roots=[data])
+              ):
+    "The run's folder: the one to resume, else a new `out/<name>-<UTC time>`, removed again if the command fails."
+    if resume is not None: yield Path(resume); return
+    from ssl_mae.runs import new_run_dir, STATE
+    run = new_run_dir(out, name, data_roots=[data])
+    try: yield run
+    except BaseException:
+        if not (run/STATE).exists(): shutil.rmtree(run, ignore_errors=True)  # nothing trained: nothing to keep
+        raise
 
 # %% ../nbs/09_cli.ipynb #106a9d55
 _STYLES = dict(nargs='+', type=str, metavar='STYLE')  # a list option: --styles LMA MorDiff
 
-def cli_synth(root:str, # folder to write (new, empty, or made by `ssl_mae synth`)
+def cli_synth(root:str, # folder to write (new, empty, or made by `ssl_mae synth` with the same arguments)
               n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
               img_size:int=64, # image side in pixels
               styles:Annotated[list, "morph styles (default: all)", _STYLES]=None,
               seed:int=0, # the same seed gives the same files
              ) -> Path:
     "Write the synthetic MAD benchmark: procedural faces and three morph styles, in the seed layout."
+    from ssl_mae.synth import make_dataset, SYNTH_STYLES
+    from ssl_mae.data import scan_mad
     root = make_dataset(root, n_subjects=n_subjects, img_size=img_size, styles=styles or SYNTH_STYLES, seed=seed)
     n = scan_mad(root).groupby(['style', 'split']).size()
     print(f"data: {root} ({n.sum()} images; {', '.join(f'{s} {p}: {k}' for (s, p), k in n.items())})")
     return root
 
+# %% ../nbs/09_cli.ipynb #5c1a7e3d
+def cli_align(src:str, # folder of photos (seed, style-first or any tree of image folders) or a CSV manifest
+              dst:str, # new folder for the aligned copies, or one to resume
+              size:int=224, # crop side in pixels
+              margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+              detector:str='hog', # face detector: hog (fast) or cnn (finds more faces, ~50x slower)
+              n_workers:int=1, # processes aligning photos (one core each)
+             ) -> dict:
+    "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
+    from ssl_mae.faces import align_dataset
+    try: return align_dataset(src, dst, size=size, margin=margin, detector=detector, n_workers=n_workers)
+    except ImportError as e: raise CliError(str(e)) from None  # the faces extra is missing: one line, exit code 2
+
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
+                    skip_bad:bool=False, # leave out unreadable images instead of stopping at the first
                    ):
     "What pretraining sees: the images outside the test splits of a MAD data set, else all images of the folder."
+    from ssl_mae.data import TEST_SPLITS, detect_layout, scan_mad
     try: detect_layout(Path(data))
     except ValueError: return data  # not a MAD layout: a plain folder of unlabelled images
-    table = scan_mad(data)
+    table = scan_mad(data, skip_bad=skip_bad)
     return table[~table['split'].isin(TEST_SPLITS)]
 
 # %% ../nbs/09_cli.ipynb #ff99fd2f
 Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]  # argument types shared by the run commands
 Resume = Annotated[str, "continue the interrupted run in this folder (with its saved config)"]
+SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) instead of stopping at the first"]
 Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30", dict(nargs='*', opt=False, type=str)]
+
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C during training, saying where the run stands and how to continue it."
+
+@contextmanager
+def resumable(run:Path, # the run folder
+              sub:str, # the subcommand (pretrain, finetune)
+              data, # the data argument, for the resume command
+             ):
+    "Turn Ctrl-C during training into an `Interrupted` naming the last checkpoint and the command that resumes."
+    try: yield
+    except KeyboardInterrupt:
+        from ssl_mae.runs import run_state
+        if not (n := run_state(run).get('epochs_trained')): raise Interrupted("interrupted before the first epoch ended")
+        raise Interrupted(f"interrupted after {n} trained epochs; the last checkpoint is {run/'last.pth'}: continue "
+                          f"with `ssl_mae {sub} {data} --resume {run}`") from None
 
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
-                 preset:Preset='tiny', resume:Resume=None, overrides:Overrides=()
+                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
                 ) -> Path:
     "Pretrain the masked autoencoder on a data set's training images; writes encoder.pth in a new run folder."
-    cfg = run_config(config, preset, overrides, resume)
-    images = pretrain_images(data)
-    run = run_folder(out, 'pretrain', data, resume)
-    learn = mae_learner(mae_dls(images, cfg), cfg, path=run)
-    learn.fit_run(cfg.num_epochs, resume=resume is not None)
-    print(f"encoder: {save_encoder(learn, run/'encoder.pth')}")
+    from ssl_mae.data import mae_dls
+    from ssl_mae.learner import mae_learner, save_encoder
+    from ssl_mae.runs import resume_run
+    cfg = run_config(config, preset, overrides, resume, kind='pretrain')
+    images = pretrain_images(data, skip_bad)  # checked before a run folder is made
+    with run_folder(out, 'pretrain', data, resume) as run, resumable(run, 'pretrain', data):
+        learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
+        learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'pretrain') if resume else 0)
+        print(f"encoder: {save_encoder(learn, run/'encoder.pth')}")
     return run
 
 # %% ../nbs/09_cli.ipynb #0218b579
@@ -101,28 +146,34 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  encoder:str=None, # a pretraining run's encoder.pth; default: from scratch
                  train_style:str=None, # style trained on; default: the config's train_dataset
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
-                 preset:Preset='tiny', resume:Resume=None, overrides:Overrides=()
+                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
                 ) -> Path:
     "Fine-tune a detector on one style's training split; exports export.pkl in a new run folder."
+    from ssl_mae.data import scan_mad, mad_dls
+    from ssl_mae.learner import load_encoder, mad_learner
+    from ssl_mae.runs import resume_run
     style = [f'train_dataset={train_style}'] if train_style else []
-    cfg = run_config(config, preset, [*overrides, *style], resume)
-    dls = mad_dls(scan_mad(data), cfg=cfg)
+    cfg = run_config(config, preset, [*overrides, *style], resume, kind='finetune')
+    table = scan_mad(data, skip_bad=skip_bad)  # the data and the encoder are checked before a run folder is made
     enc = load_encoder(encoder, cfg) if encoder and resume is None else None  # resuming loads the checkpoint
-    run = run_folder(out, 'finetune', data, resume)
-    learn = mad_learner(dls, cfg, encoder=enc, path=run)
-    learn.fit_run(cfg.num_epochs, resume=resume is not None)
-    learn.export('export.pkl')
+    with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
+        dls = mad_dls(table, cfg=cfg)
+        learn = mad_learner(dls, cfg, encoder=enc, path=run)
+        learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'finetune') if resume else 0)
+        write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
     print(f"detector: {run/'export.pkl'}")
     return run
 
 # %% ../nbs/09_cli.ipynb #98a394ed
 def load_detector(path, # a detector exported by `finetune` (export.pkl)
-                  table:pd.DataFrame, # the `scan_mad` table of the data set to test on
+                  table, # the `scan_mad` table of the data set to test on
                   styles=None, # test styles; default: every style of `table`
                  ) -> tuple:
     "(learner, {style: test table}) of an exported detector under the seed protocol (or on another data set)."
+    from ssl_mae.data import mad_dls, protocol_tables, test_tables
+    from ssl_mae.learner import load_exported
     learn = load_exported(path)
-    cfg = replace(learn.model.cfg, test_datasets=list(styles or table['style'].unique()))
+    cfg = replace(learn.cfg, test_datasets=list(styles or table['style'].unique()))
     if cfg.train_dataset not in set(table['style']): return learn, test_tables(table, cfg.test_datasets)
     train, tests = protocol_tables(table, cfg.train_dataset, cfg)
     learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split, for `evaluate`'s polarity check
@@ -133,37 +184,53 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                                  dict(nargs='+', action='extend', type=str, required=True, metavar='PKL')]=None,
                  out:str='runs', # parent folder of the new run folder
                  styles:Annotated[list, "test styles (default: every style of the data)", _STYLES]=None,
+                 skip_bad:SkipBad=False,
                 ) -> Path:
     "Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, DET/ROC PNGs."
-    table = scan_mad(data)
+    import pandas as pd
+    from ssl_mae.data import scan_mad
+    from ssl_mae.learner import check_test_styles, evaluate, write_report
+    table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
-    trained = [learn.model.cfg.train_dataset for learn, _ in dets]
+    trained = [learn.cfg.train_dataset for learn, _ in dets]
     if len(set(trained)) < len(trained):
         raise ValueError(f"Several detectors were trained on the same style ({', '.join(trained)}): "
                          "evaluate them in separate runs")
-    run = new_run_dir(out, 'eval', data_roots=[data])
-    sub = lambda style: run if len(dets) == 1 else run/style
-    results = [evaluate(learn, tests, style, out=sub(style)) for (learn, tests), style in zip(dets, trained)]
-    scores = pd.concat([s for s, _ in results], ignore_index=True)
-    report = write_report(scores, run) if len(dets) > 1 else results[0][1]  # one detector: evaluate wrote it all
+    for _, tests in dets: check_test_styles(pd.concat(tests.values()))  # before anything is scored
+    with run_folder(out, 'eval', data) as run:
+        sub = lambda style: run if len(dets) == 1 else run/style
+        results = [evaluate(learn, tests, style, out=sub(style)) for (learn, tests), style in zip(dets, trained)]
+        scores = pd.concat([s for s, _ in results], ignore_index=True)
+        report = write_report(scores, run) if len(dets) > 1 else results[0][1]  # one detector: evaluate wrote it
     pngs = 'det.png, roc.png, scores.png' if len(dets) == 1 else f"DET/ROC/score PNGs in {', '.join(trained)}"
     print(f"{report.markdown()}\noutputs: {run} (scores.csv, metrics.json, metrics.md; {pngs})")
     return run
 
 # %% ../nbs/09_cli.ipynb #f2b81c7a
+def _writable(path:Path) -> Path:
+    "`path`, a new file in a writable folder: checked now, before any work is done."
+    if path.exists(): raise FileExistsError(f"--out {path} exists: choose a new file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--out {path}: the folder {path.parent} does not exist: make it, or choose another")
+    write_atomic(probe := path.with_name(f'.{path.name}.probe'), lambda tmp: tmp.write_text(''))
+    probe.unlink()
+    return path
+
 def cli_predict(images:Annotated[list, "a folder of images, or image files", {**_STYLES, 'metavar': 'IMAGE'}],
-                model:str=None, # detector exported by finetune (RUN/export.pkl)
+                model:Annotated[str, "detector exported by finetune (RUN/export.pkl)", dict(required=True)]=None,
                 threshold:float=0.5, # images with score >= threshold are called morphs
                 out:str='predictions.csv', # CSV file to write (must not exist)
                ) -> Path:
-    "Score a folder or a list of images with a detector; writes a CSV of path, score and decision."
-    out = Path(out)
-    if model is None: raise ValueError("--model is required: a detector exported by finetune, RUN/export.pkl")
-    if out.exists(): raise FileExistsError(f"--out {out} exists: choose a new file name")
+    "Score a folder or a list of images with a detector; writes a CSV of path, score, decision and error."
+    from ssl_mae.learner import predict
+    out = _writable(Path(out))
     folder = len(images) == 1 and Path(images[0]).is_dir()
     preds = predict(model, images[0] if folder else images, threshold)
-    preds.to_csv(out, index=False)
-    print(f"predictions: {out} ({len(preds)} images, {preds['decision'].sum()} morphs at threshold {threshold})")
+    write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False))
+    bad = preds[preds['error'] != '']
+    print(f"predictions: {out} ({len(preds) - len(bad)} images scored, {int(preds['decision'].sum())} called "
+          f"morphs at threshold {threshold})")
+    if len(bad): print(f"{len(bad)} images could not be read:", *(f"  {p}" for p in bad['path']), sep='\n')
     return out
 
 # %% ../nbs/09_cli.ipynb #81442a2e
@@ -174,8 +241,9 @@ QUICK = dict(n_subjects=16, img_size=32, pretrain_epochs=1, finetune_epochs=1,
 
 def side_by_side(reports:dict, # {name: metrics table} (`StyleReport.table` or metrics.json)
                  metrics=('d_eer', 'bpcer_at_apcer_10'), # columns to compare
-                ) -> pd.DataFrame:
+                ):
     "One row per test style, one column per (metric, detector)."
+    import pandas as pd
     t = pd.concat({k: r.set_index('style')[list(metrics)] for k, r in reports.items()}, axis=1)
     t = t.swaplevel(axis=1)[[(m, k) for m in metrics for k in reports]]
     t.columns = [f'{m} {k}' for m, k in t.columns]
@@ -185,6 +253,9 @@ def run_demo(out='runs', # parent folder of the data set and the demo's run fold
              **knobs, # changes to DEMO
             ) -> Path:
     "Synthetic data, MAE pretraining, fine-tuning with and without it, cross-style tests; prints the comparison."
+    import pandas as pd
+    from ssl_mae.metrics import md_table
+    from ssl_mae.runs import new_run_dir
     k = {**DEMO, **knobs}
     data = cli_synth(Path(out)/f"synth-{k['n_subjects']}x{k['img_size']}", k['n_subjects'], k['img_size'])
     run = new_run_dir(out, 'demo', data_roots=[data])
@@ -196,7 +267,7 @@ def run_demo(out='runs', # parent folder of the data set and the demo's run fold
     evs = {name: cli_evaluate(data, [f/'export.pkl'], out=run) for name, f in fts.items()}
     table = side_by_side({name: pd.read_json(e/'metrics.json') for name, e in evs.items()})
     md = md_table(table, pct=table.columns[1:])
-    (run/'demo.md').write_text(md + '\n')
+    write_atomic(run/'demo.md', lambda tmp: tmp.write_text(md + '\n'))
     recon = sorted(pre.glob('recon_epoch*.png'))[-1]
     dets = ''.join(f"DET curves ({n}): {e/'det.png'}\n" for n, e in evs.items())
     print(f"\nTrained on {k['train_style']} (P2), tested on P1 of every style; rates in %:\n\n{md}\n\n"
@@ -210,16 +281,17 @@ def cli_demo(out:str='runs', # parent folder of the data set and the demo's run 
     return run_demo(out, **(QUICK if quick else {}))
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
-COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_pretrain, cli_finetune, cli_evaluate, cli_predict,
-                                         cli_demo)}  # subcommand -> function
-USER_ERRORS = (CliError, FileNotFoundError, FileExistsError, ValueError)  # reported in one line, exit code 2
+COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune, cli_evaluate,
+                                         cli_predict, cli_demo)}  # subcommand -> function
+USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError)  # reported in one line, exit code 2
 
 def usage() -> str:
     "The top-level help: one line per subcommand."
     w = max(map(len, COMMANDS))
     return ("usage: ssl_mae <subcommand> [options] [key=value ...]\n\n"
             + '\n'.join(f"  {k:<{w}}  {f.__doc__}" for k, f in COMMANDS.items())
-            + "\n\n`ssl_mae <subcommand> --help` lists its options; key=value words override config fields.")
+            + "\n\n`ssl_mae <subcommand> --help` lists its options; key=value words override config fields."
+            + "\nErrors print one line; SSL_MAE_TRACEBACK=1 shows the traceback as well.")
 
 def parse(sub:str, # subcommand name
           words:list, # the words after it
@@ -233,15 +305,23 @@ def parse(sub:str, # subcommand name
     return kw
 
 # %% ../nbs/09_cli.ipynb #6e93f489
-def _fail(prog:str, e) -> int:
-    "Print the one-line error of `prog` to stderr; return exit code 2."
+_FASTAI_NOTE = re.compile(r"Exception occured in `\w+` when calling event `\w+`:\s*")  # fastai's prefix
+
+def one_line(e) -> str:
+    "The message of error `e` on one line: an OS error's reason and file, without fastai's note of the callback."
+    if isinstance(e, OSError) and e.strerror and e.filename: msg = f"{e.strerror}: {e.filename}"
+    else: msg = _FASTAI_NOTE.sub('', str(e)) or type(e).__name__
+    return ' '.join(msg.split())
+
+def _fail(prog:str, e, code:int=2) -> int:
+    "Print the one-line error of `prog` to stderr; return the exit `code`."
     if os.environ.get('SSL_MAE_TRACEBACK') and isinstance(e, BaseException): traceback.print_exception(e)
-    print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-    return 2
+    print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+    return code
 
 def main(argv:list|None=None, # words after `ssl_mae`; default: sys.argv[1:]
         ) -> int:
-    "Run `ssl_mae <subcommand> ...`; return the exit code (2 for a user error)."
+    "Run `ssl_mae <subcommand> ...`; return the exit code (2 for a user error, 130 for Ctrl-C)."
     argv = sys.argv[1:] if argv is None else list(map(str, argv))
     if not argv or argv[0] in ('-h', '--help'):
         print(usage(), file=sys.stdout if argv else sys.stderr)
@@ -251,6 +331,7 @@ def main(argv:list|None=None, # words after `ssl_mae`; default: sys.argv[1:]
         return _fail('ssl_mae', f"unknown subcommand {sub!r}: choose one of {', '.join(COMMANDS)}")
     try: COMMANDS[sub](**parse(sub, words))
     except SystemExit as e: return e.code  # --help
+    except KeyboardInterrupt as e: return _fail(f'ssl_mae {sub}', str(e) or 'interrupted', code=130)
     except USER_ERRORS as e: return _fail(f'ssl_mae {sub}', e)
     return 0
 

@@ -6,14 +6,15 @@ Docs: https://ssl-mae.github.io/ssl_mae/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #954021b9
 from __future__ import annotations
-import difflib, json, math, secrets, types, typing
+import difflib, json, math, os, secrets, sys, types, typing
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from fastcore.basics import patch
+from fastcore.imports import in_notebook
 
 # %% auto #0
 __all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'convert',
-           'MAEConfig', 'parse_override']
+           'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
 
 # %% ../nbs/00_config.ipynb #b5267c10
 STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the seed data
@@ -85,7 +86,6 @@ class MAEConfig:
     # masked autoencoding
     mask_ratio: float = 0.75  # share of patches hidden from the encoder, in [0, 1)
     norm_pix_loss: bool = False  # reconstruct per-patch normalised pixels
-    learned_pos_embed: bool = False  # learn the encoder position embeddings instead of fixed 2-D sin-cos
     use_learned_mask_token: bool = True  # learned mask token (else a fixed zero token)
     use_separate_pos_embed: bool = True  # decoder has its own position embeddings (else the encoder's, projected)
     # detector
@@ -206,6 +206,19 @@ def vit_large(cls:MAEConfig, **kw):
     "The MAE paper's ViT-L/16 (1024-d, 24 blocks, 16 heads) with a 512-d, 8-block decoder."
     return cls(**{**dict(embed_dim=1024, depth=24, num_heads=16), **kw})
 
+# %% ../nbs/00_config.ipynb #5a41be69
+def write_atomic(path, # the file to (over)write
+                 write, # `write(tmp)` writes the whole content to the temporary path `tmp` it is given
+                ) -> Path:
+    "Write `path` whole or not at all: `write` fills a temporary file beside it, which then replaces it."
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+    return path
+
 # %% ../nbs/00_config.ipynb #e2d08d22
 def _unknown_key(key, where):
     "A `ValueError` for an unknown config key, with the closest known names."
@@ -221,7 +234,7 @@ def to_json(self:MAEConfig, path=None, overwrite:bool=False) -> str:
     if path is not None:
         path = Path(path)
         if path.exists() and not overwrite: raise FileExistsError(f"{path} exists: choose a new path or pass overwrite=True")
-        path.write_text(text)
+        write_atomic(path, lambda tmp: tmp.write_text(text))
     return text
 
 @patch(cls_method=True)
@@ -252,3 +265,8 @@ def override(self:MAEConfig, items=()) -> MAEConfig:
     for k in changes:
         if k not in names: raise _unknown_key(k, f"override '{k}={changes[k]}'")
     return replace(self, **changes)
+
+# %% ../nbs/00_config.ipynb #2556d3a3
+def interactive() -> bool:
+    "True in a notebook or when stdout is a terminal: where progress bars help rather than litter."
+    return in_notebook() or sys.stdout.isatty()

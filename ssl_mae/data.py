@@ -19,14 +19,14 @@ from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, Rotate, Zoom, Brightness, Contrast, setup_aug_tfms
 from fastai.vision.augment import DisplayedTransform
-from fastai.torch_core import TensorImage
+from fastai.torch_core import TensorImage, set_seed
 from .config import MAEConfig
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'BadImageError', 'open_image',
-           'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'scan_mad', 'split_by_subject',
-           'class_weights', 'train_table', 'test_tables', 'protocol_tables', 'RGBImage', 'RandBlur', 'mad_augs',
-           'mad_dls', 'mad_test_dl', 'mae_dls']
+           'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'bad_images', 'scan_mad',
+           'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'protocol_tables', 'RGBImage', 'RandBlur',
+           'mad_augs', 'mad_dls', 'mad_test_dl', 'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -42,7 +42,7 @@ def label_of(name) -> int|None:
 class BadImageError(ValueError):
     "An image file that cannot be read; the message names the file and the fix."
 
-_FIX = "remove or replace it, or pass skip_bad=True to skip bad files"
+_FIX = "remove or replace it, or skip bad files: skip_bad=True (command line: --skip-bad)"
 
 def _to_rgb(im:Image.Image) -> Image.Image:
     "`im` as 8-bit RGB: 16-bit grey scaled to 8 bits, palette via RGBA, alpha dropped."
@@ -122,7 +122,10 @@ def _folder_rows(root:Path, layout:str, styles=None) -> list[dict]:
 
 def _csv_rows(csv:Path, styles=None) -> list[dict]:
     "One row per line of a CSV manifest, its label checked and its path made absolute."
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        why = 'is empty' if isinstance(e, pd.errors.EmptyDataError) else f'is not a CSV text file ({type(e).__name__})'
+        raise ValueError(f"Manifest {csv} {why}: it needs a header path,label[,style,split,subject] and a row per image") from None
     if missing := {'path', 'label'} - set(df.columns):
         raise ValueError(f"Manifest {csv} lacks column(s) {sorted(missing)}: needs path,label[,style,split,subject]")
     for i, v in enumerate(df['label']):
@@ -161,14 +164,21 @@ def _inspect(path) -> str:
     open_image(io.BytesIO(data), path, draft=True)
     return hashlib.md5(data).hexdigest()
 
+def _inspect_or_why(path) -> tuple:
+    "(content hash, None) for a readable image, (None, why it cannot be read) for any other file."
+    try: return _inspect(path), None
+    except (BadImageError, FileNotFoundError) as e: return None, str(e)
+
+def bad_images(paths) -> dict:
+    "{path: why} for each of `paths` that is missing, empty, truncated or not an image."
+    return {str(p): why for p in paths if (why := _inspect_or_why(p)[1])}
+
 def _inspect_all(paths, skip_bad:bool) -> tuple[list, list]:
     "Content hashes of `paths` (None for a bad file when `skip_bad`), and the skipped (path, reason) pairs."
-    digests, skipped = [], []
-    for p in paths:
-        try: digests.append(_inspect(p))
-        except (BadImageError, FileNotFoundError) as e:
-            if not skip_bad: raise
-            digests.append(None); skipped.append((str(p), str(e)))
+    if not skip_bad: return [_inspect(p) for p in paths], []  # the first bad file raises
+    found = [_inspect_or_why(p) for p in paths]
+    skipped = [(str(p), why) for p, (_, why) in zip(paths, found) if why]
+    digests = [d for d, _ in found]
     if skipped: warnings.warn(f"Skipped {len(skipped)} bad image file(s), listed in table.attrs['skipped'], "
                               f"e.g. {skipped[0][1]}")
     return digests, skipped
@@ -253,7 +263,7 @@ def train_table(table:pd.DataFrame, # a scan_mad table
                 cfg:MAEConfig|None=None, # gives train_val_pct, seed, train_dataset
                ) -> pd.DataFrame:
     "The training pool of `train_style`, with `is_valid` from `split_by_subject`."
-    cfg = cfg or MAEConfig()
+    cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     rows = _style_rows(table, train_style or cfg.train_dataset, TRAIN_SPLITS)
     return split_by_subject(rows, cfg.train_val_pct, cfg.seed)
 
@@ -268,7 +278,7 @@ def protocol_tables(table:pd.DataFrame, # a scan_mad table
                     cfg:MAEConfig|None=None, # gives train_val_pct, seed, train_dataset, test_datasets
                    ) -> tuple[pd.DataFrame, dict]:
     "(training pool with `is_valid`, {style: test table}) of the seed protocol."
-    cfg = cfg or MAEConfig()
+    cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     style, train = train_style or cfg.train_dataset, train_table(table, train_style, cfg)
     tests = test_tables(table, cfg.test_datasets)
     if style in tests and (train['split'] == '').all(): tests[style] = train[train['is_valid']].drop(columns='is_valid')
@@ -310,12 +320,13 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
             num_workers:int=0, # DataLoader worker processes
            ):
     "fastai DataLoaders of (image, label) for the detector, with the seed's augmentations on training batches."
-    cfg = cfg or MAEConfig()
+    cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     train = table if 'is_valid' in table else train_table(table, train_style, cfg)
     block = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=CLASSES)), get_x=_path, get_y=_class,
                       splitter=ColSplitter('is_valid'), item_tfms=_resize(cfg),
                       batch_tfms=[*mad_augs(cfg), Normalize.from_stats(cfg.mean, cfg.std)])
     bs = min(cfg.batch_size, int((~train['is_valid']).sum()))
+    set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers)
 
 def mad_test_dl(dls, source, bs:int|None=None):
@@ -333,7 +344,7 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
             num_workers:int=0, # DataLoader worker processes
            ):
     "fastai DataLoaders of (images,) for masked-autoencoder pretraining."
-    cfg = cfg or MAEConfig()
+    cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     if isinstance(source, pd.DataFrame): items = list(source['path'])
     else:
         folder = isinstance(source, (str, Path))
@@ -345,4 +356,5 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
     valid = np.random.default_rng(cfg.seed).permutation(len(items))[:round(len(items) * valid_pct)]
     block = DataBlock(blocks=(ImageBlock(RGBImage),), get_x=_path, splitter=IndexSplitter(valid), n_inp=1,
                       item_tfms=_resize(cfg), batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
+    set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     return block.dataloaders(items, bs=min(cfg.batch_size, len(items) - len(valid)), num_workers=num_workers)

@@ -1,4 +1,5 @@
-"""`mae_learner` pretrains, `mad_learner` fine-tunes a detector, `fit_run` survives interruptions, `evaluate` and `predict` score images.
+"""`mae_learner` pretrains, `mad_learner` fine-tunes a detector, both as runs that resume through fastai's
+`start_epoch`; `evaluate` and `predict` score images.
 
 Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 
@@ -8,62 +9,39 @@ Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 from __future__ import annotations
 import json, warnings
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.distributed as dist
-import matplotlib.pyplot as plt
-from fastcore.basics import patch
 from fastcore.foundation import L
 from fastai.learner import Learner, load_learner
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed, num_distrib
 from fastai.distributed import DistributedDL
-from fastai.callback.schedule import ParamScheduler, combined_cos
-from .config import MAEConfig
-from .model import MaskedAutoencoder, MADClassifier, load_pretrained
+from .config import MAEConfig, interactive, write_atomic
+from .model import MaskedAutoencoder
+from .detector import MADClassifier, vit_splitter
+from .checkpoints import load_pretrained
 from .losses import mad_loss
-from .data import class_weights as weights_of, mad_test_dl, image_files
+from .data import CLASSES, class_weights as weights_of, mad_test_dl, image_files, bad_images
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
 from .viz import plot_det, plot_roc, plot_score_hist
 from .callbacks import *
+from .runs import *
 
 # %% auto #0
-__all__ = ['new_run_dir', 'mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'epochs_done',
-           'ResumedSchedule', 'score_images', 'write_report', 'evaluate', 'predict', 'load_exported',
-           'CPUDistributedDL', 'ddp_ctx']
-
-# %% ../nbs/08_learner.ipynb #a860264d
-def new_run_dir(root='runs', # parent folder of all runs
-                name:str='run', # run name, the start of the folder name
-                data_roots=(), # data set folders the run must not write into
-               ) -> Path:
-    "Create and return a new folder `root/name-<UTC time>` (suffixed -2, -3, ... if taken)."
-    root = Path(root).resolve()
-    for d in map(lambda d: Path(d).resolve(), data_roots):
-        if root == d or d in root.parents:
-            raise ValueError(f"Run folder {root} is inside the data set {d}: choose an output folder outside it")
-    stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    for i in range(1, 1000):
-        path = root/(f'{name}-{stamp}' + (f'-{i}' if i > 1 else ''))
-        try: path.mkdir(parents=True); return path
-        except FileExistsError: continue
-    raise FileExistsError(f"No free run folder name for {root/name}-{stamp}")
+__all__ = ['mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'score_images', 'check_test_styles',
+           'write_report', 'evaluate', 'predict', 'load_exported', 'CPUDistributedDL', 'ddp_ctx']
 
 # %% ../nbs/08_learner.ipynb #60ea2f0b
 def _adamw(cfg:MAEConfig): return partial(Adam, mom=cfg.betas[0], sqr_mom=cfg.betas[1], eps=1e-8)
 
-def _run_path(path, cfg:MAEConfig, name:str) -> Path:
-    "The run folder (new unless given), with the config saved in it; seeds every RNG with `cfg.seed`."
-    set_seed(cfg.seed)  # the seed in config.json and log.csv is the one that made the weights and the batches
-    path = Path(path) if path else new_run_dir(name=name)
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path/'config.json').exists(): cfg.to_json(path/'config.json')
-    return path
-
-def _run_cbs(cfg:MAEConfig, monitor:str) -> list:
-    "Callbacks every run has: no decay on tokens, the seeded log, checkpoints, the non-finite-loss guard."
-    return [NoDecayTokens(), RunLog(cfg.seed), RunCheckpoint(monitor=monitor), NonFiniteLoss()]
+def _run_learner(dls, model, cfg:MAEConfig, path:Path, kind:str, monitor:str, cbs, **kwargs) -> Learner:
+    "A fastai Learner for a `kind` run in `path`: AdamW, the run callbacks, plain epoch lines where no one watches."
+    cbs = [NoDecayTokens(), RunLog(cfg.seed), RunCheckpoint(monitor, kind=kind), NonFiniteLoss(), *L(cbs)]
+    learn = Learner(dls, model, opt_func=_adamw(cfg), wd=cfg.weight_decay, moms=(cfg.betas[0],) * 3,
+                    train_bn=False, path=path, model_dir='.', cbs=cbs, **kwargs)
+    learn.cfg = cfg  # kept by `learn.export()`: the CLI reads the train style and geometry from it
+    return learn if interactive() else epoch_lines(learn)
 
 def mae_learner(dls, # `mae_dls(...)`: batches of images
                 cfg:MAEConfig, # geometry, masking, optimiser settings
@@ -71,30 +49,30 @@ def mae_learner(dls, # `mae_dls(...)`: batches of images
                 snapshots:bool=True, # save a reconstruction grid after each epoch
                 cbs=None, # extra callbacks
                ) -> Learner:
-    "A fastai `Learner` that pretrains a `MaskedAutoencoder` on `dls`."
-    path = _run_path(path, cfg, 'pretrain')
-    cbs = [MAEPretrain(), *_run_cbs(cfg, 'valid_loss'), *([ReconSnapshot()] if snapshots else []), *L(cbs)]
-    return Learner(dls, MaskedAutoencoder(cfg), loss_func=mae_loss, opt_func=_adamw(cfg), wd=cfg.weight_decay,
-                   lr=cfg.pretrain_base_lr * dls.train.bs / 256, moms=(cfg.betas[0],) * 3, train_bn=False,
-                   path=path, model_dir='.', cbs=cbs)
+    "A fastai `Learner` that pretrains a `MaskedAutoencoder` on `dls`, as a run in `path`."
+    path = start_run(path, cfg, 'pretrain')
+    set_seed(cfg.seed)  # before the model is made: the seed in config.json and log.csv made the weights
+    cbs = [MAEPretrain(), *([ReconSnapshot()] if snapshots else []), *L(cbs)]
+    return _run_learner(dls, MaskedAutoencoder.from_cfg(cfg), cfg, path, 'pretrain', 'valid_loss', cbs, loss_func=mae_loss,
+                        lr=cfg.pretrain_base_lr * dls.train.bs / 256)
 
 # %% ../nbs/08_learner.ipynb #7e4007d8
-def save_encoder(model:MaskedAutoencoder, # a (pretrained) autoencoder, or a Learner holding one
+def save_encoder(learn:Learner, # a pretraining learner (`mae_learner`)
                  path, # file to write (.pth)
                 ) -> Path:
-    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and its config to `path`; never overwrites."
-    model, path = getattr(model, 'model', model), Path(path)
+    "Save the encoder's weights (facebookresearch/mae key names, no decoder) and the run's config; never overwrites."
+    path = Path(path)
     if path.exists(): raise FileExistsError(f"{path} exists: choose a new file name")
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
-    torch.save(dict(model=sd, config=json.loads(model.cfg.to_json())), path)
-    return path
+    sd = {k: v for k, v in learn.model.state_dict().items() if not k.startswith(('decoder', 'mask_token'))}
+    return write_atomic(path, lambda tmp: torch.save(dict(model=sd, config=json.loads(learn.cfg.to_json())), tmp))
 
 def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file, or any checkpoint `load_pretrained` reads
                  cfg:MAEConfig, # the run's config: its geometry must match the checkpoint's
                 ) -> MaskedAutoencoder:
     "The autoencoder a detector starts from: fresh (random weights) when `src` is None."
-    if src is None: return MaskedAutoencoder(cfg)
     if isinstance(src, MaskedAutoencoder): return src
+    set_seed(cfg.seed)  # the random parts (all, or the decoder an encoder file lacks) come from the run's seed
+    if src is None: return MaskedAutoencoder.from_cfg(cfg)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*holds no decoder')  # expected: the encoder was saved alone
         return load_pretrained(src, cfg)
@@ -112,45 +90,14 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
                 class_weights=None, # [w_bonafide, w_morph]; default cfg.class_weights, else from the training labels
                 cbs=None, # extra callbacks
                ) -> Learner:
-    "A fastai `Learner` that fine-tunes a morphing attack detector on `dls`."
-    path = _run_path(path, cfg, 'finetune')
+    "A fastai `Learner` that fine-tunes a morphing attack detector on `dls`, as a run in `path`."
+    path = start_run(path, cfg, 'finetune')
     cw = class_weights or cfg.class_weights or weights_of(dls.train.items['label'])
-    cbs = [FreezeStrategy.from_config(cfg), *_run_cbs(cfg, 'd_eer'), *([JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []), *L(cbs)]
-    return Learner(dls, MADClassifier(load_encoder(encoder, cfg), cfg), loss_func=mad_loss(cfg, cw), opt_func=_adamw(cfg),
-                   lr=layer_decay_lr(cfg), wd=cfg.weight_decay, moms=(cfg.betas[0],) * 3, splitter=vit_splitter,
-                   metrics=[DEER(), BPCERAtAPCER(0.1)], train_bn=False, path=path, model_dir='.', cbs=cbs)
-
-# %% ../nbs/08_learner.ipynb #897ad728
-def epochs_done(path) -> int:
-    "Epochs finished by the run in folder `path` (0 if it has none)."
-    f = Path(path)/'state.json'
-    return json.loads(f.read_text())['epochs_done'] if f.exists() else 0
-
-class ResumedSchedule:
-    "Schedule `sched` continued from `start`, the fraction of the run already done."
-    def __init__(self, sched, start:float): self.sched, self.start = sched, start
-    def __call__(self, pos:float): return self.sched(self.start + pos * (1 - self.start))
-
-@patch
-def fit_run(self:Learner, n_epoch:int, # epochs of the whole run
-            lr_max=None, # peak learning rate(s); default the learner's
-            resume:bool=False, # continue the run in `self.path` from its last checkpoint
-            div:float=25., div_final:float=1e5, pct_start:float=0.25): # fastai's one-cycle shape
-    "One-cycle training that checkpoints every epoch and can resume an interrupted run."
-    done = epochs_done(self.path/self.model_dir)
-    if done and not resume:
-        raise FileExistsError(f"{self.path} already holds a run ({done} epochs done): pass resume=True to continue "
-                              "it, or use a new run folder")
-    if done: self.load('last', with_opt=True)
-    if done >= n_epoch: return self
-    if self.opt is None: self.create_opt()
-    self.opt.set_hyper('lr', self.lr if lr_max is None else lr_max)
-    lr = np.array([h['lr'] for h in self.opt.hypers])
-    scheds = {'lr': combined_cos(pct_start, lr / div, lr, lr / div_final), 'mom': combined_cos(pct_start, *self.moms)}
-    self.epochs_done = done
-    try: self.fit(n_epoch - done, cbs=ParamScheduler({k: ResumedSchedule(f, done / n_epoch) for k, f in scheds.items()}))
-    finally: self.epochs_done = 0
-    return self
+    joint = [JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []
+    metrics = [DEER(), BPCERAtAPCER(0.1), *(m for j in joint for m in j.part_metrics)]
+    model = MADClassifier.from_cfg(load_encoder(encoder, cfg), cfg)  # load_encoder seeds the RNGs first
+    return _run_learner(dls, model, cfg, path, 'finetune', 'd_eer', [FreezeStrategy.from_config(cfg), *joint, *L(cbs)],
+                        loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg), splitter=vit_splitter, metrics=metrics)
 
 # %% ../nbs/08_learner.ipynb #7c2accc5
 def score_images(learn:Learner, # a detector learner (or one from `load_learner`)
@@ -165,7 +112,15 @@ def _warn_polarity(learn:Learner):
     if not getattr(learn.dls.valid, 'n', 0): return  # e.g. a learner from `load_learner`
     preds, targs = learn.get_preds(dl=learn.dls.valid)
     if len(set(targs.tolist())) == 2 and (auc := mad_metrics(preds, targs)['auc']) < 0.5:
-        warnings.warn(f"Validation AUC is {auc:.3f} < 0.5: the labels may be flipped (ssl_mae uses bona fide = 0, morph = 1)")
+        warnings.warn(f"Validation AUC is {auc:.3f} < 0.5: the labels may be flipped (ssl_mae uses bona fide = 0, "
+                      "morph = 1)")
+
+def check_test_styles(table:pd.DataFrame):
+    "A clear error, before anything is scored, for a test style without bona fide or without morph images."
+    for style, labels in table.groupby('style')['label']:
+        if missing := [CLASSES[l] for l in (0, 1) if l not in set(labels)]:
+            raise ValueError(f"Test style {style!r} has no {missing[0]} images ({len(labels)} images in all): "
+                             "D-EER and the other rates need both classes; add them or leave the style out")
 
 def write_report(scores:pd.DataFrame, # per-image scores (path, style, label, score [, train_style])
                  out, # folder to write into (created if needed)
@@ -173,9 +128,9 @@ def write_report(scores:pd.DataFrame, # per-image scores (path, style, label, sc
     "Write `scores.csv`, `metrics.json` and `metrics.md` for `scores` into `out`; return the `StyleReport`."
     out, report = Path(out), style_report(scores)
     out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out/'scores.csv', index=False)
-    (out/'metrics.json').write_text(report.table.to_json(orient='records', indent=2))
-    (out/'metrics.md').write_text(report.markdown())
+    write_atomic(out/'scores.csv', lambda tmp: scores.to_csv(tmp, index=False))
+    write_atomic(out/'metrics.json', lambda tmp: tmp.write_text(report.table.to_json(orient='records', indent=2)))
+    write_atomic(out/'metrics.md', lambda tmp: tmp.write_text(report.markdown()))
     return report
 
 def evaluate(learn:Learner, # a trained detector
@@ -186,6 +141,7 @@ def evaluate(learn:Learner, # a trained detector
             ) -> tuple[pd.DataFrame, object]:
     "Score every test image, report per-style ISO/IEC 30107-3 metrics, and write scores, metrics and plots."
     table = pd.concat(tests.values(), ignore_index=True) if isinstance(tests, dict) else tests.reset_index(drop=True)
+    check_test_styles(table)
     scores = table[['path', 'style', 'label']].assign(score=score_images(learn, table))
     if train_style is not None: scores.insert(0, 'train_style', train_style)
     _warn_polarity(learn)
@@ -193,7 +149,7 @@ def evaluate(learn:Learner, # a trained detector
     report = write_report(scores, out)
     if plots:
         for name, plot in [('det', plot_det), ('roc', plot_roc), ('scores', plot_score_hist)]:
-            plt.close(plot(scores, save=out/f'{name}.png'))
+            plot(scores, save=out/f'{name}.png')  # a Figure outside pyplot: nothing to close
     return scores, report
 
 # %% ../nbs/08_learner.ipynb #e4693478
@@ -201,12 +157,19 @@ def predict(src, # a detector Learner, or the path of one saved with `learn.expo
             images, # a folder (searched recursively), or a list of image paths
             threshold:float=0.5, # images with score >= threshold are called morphs
            ) -> pd.DataFrame:
-    "Score images: path, score (P(morph)) and decision (1 = morph, 0 = bona fide)."
+    "Score images: path, score (P(morph)), decision (1 morph, 0 bona fide), and why an image could not be read."
     learn = src if isinstance(src, Learner) else load_exported(src)
-    paths = list(map(str, image_files(images))) if isinstance(images, (str, Path)) and Path(images).is_dir() else list(map(str, images))
+    folder = isinstance(images, (str, Path)) and Path(images).is_dir()
+    paths = list(map(str, image_files(images) if folder else images))
     if not paths: raise ValueError(f"No images found in {images}")
-    s = score_images(learn, paths)
-    return pd.DataFrame(dict(path=paths, score=s, decision=(s >= threshold).astype(int)))
+    bad = bad_images(paths)
+    if len(bad) == len(paths):
+        raise ValueError(f"None of the {len(paths)} images could be read, e.g. {next(iter(bad.values()))}")
+    ok = [p for p in paths if p not in bad]
+    scores = dict(zip(ok, score_images(learn, ok)))
+    s = pd.Series([scores.get(p, np.nan) for p in paths], dtype=float)
+    decision = (s >= threshold).astype('Int64').mask(s.isna())
+    return pd.DataFrame(dict(path=paths, score=s, decision=decision, error=[bad.get(p, '') for p in paths]))
 
 def load_exported(path) -> Learner:
     "A learner saved by `learn.export()`, with a clear error when `path` is not one."
@@ -214,8 +177,11 @@ def load_exported(path) -> Learner:
     if not path.is_file(): raise FileNotFoundError(f"Exported learner {path} not found (write one with learn.export())")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        try: return load_learner(path)
+        try: learn = load_learner(path)
         except Exception as e: raise ValueError(f"{path} is not a learner saved by learn.export(): {e}") from None
+    if not hasattr(learn, 'cfg'):
+        raise ValueError(f"{path} was exported by an older ssl_mae (no learn.cfg): export it again")
+    return learn
 
 # %% ../nbs/08_learner.ipynb #d09c0646
 class CPUDistributedDL(DistributedDL):

@@ -1,4 +1,5 @@
-"""The detector's losses (weighted BCE, weighted CE, margin) and the joint loss that adds masked reconstruction.
+"""The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction
+loss that joint training adds.
 
 Docs: https://ssl-mae.github.io/ssl_mae/losses.html.md"""
 
@@ -9,19 +10,11 @@ from __future__ import annotations
 import torch, torch.nn.functional as F
 from torch import Tensor
 from .config import LOSSES, MAEConfig
-from .model import masked_patch_mse, morph_score
+from .model import masked_patch_mse
+from .detector import logit_diff, morph_score
 
 # %% auto #0
-__all__ = ['logit_diff', 'as_labels', 'as_weights', 'MADLoss', 'WeightedBCE', 'WeightedCE', 'MarginLoss', 'mad_loss', 'JointLoss',
-           'masked_patch_mse']
-
-# %% ../nbs/04_losses.ipynb #983de326
-def logit_diff(logits:Tensor) -> Tensor:
-    "The morph-minus-bona-fide logit `z₁ − z₀`, shape (B,), of a one-logit (B,)/(B,1) or two-logit (B,2) head."
-    z = logits.as_subclass(Tensor)
-    if z.ndim == 2 and z.shape[1] == 2: return z[:, 1] - z[:, 0]
-    if z.ndim == 1 or (z.ndim == 2 and z.shape[1] == 1): return z.reshape(-1)
-    raise ValueError(f"logits must have shape (B,), (B,1) or (B,2); got {tuple(z.shape)}")
+__all__ = ['as_labels', 'as_weights', 'MADLoss', 'WeightedBCE', 'WeightedCE', 'MarginLoss', 'mad_loss', 'masked_patch_mse']
 
 # %% ../nbs/04_losses.ipynb #1fd8a382
 def as_labels(labels, n:int) -> Tensor:
@@ -75,7 +68,7 @@ class MarginLoss(MADLoss):
     "Hinge on the logit difference: `max(0, m − (2·label − 1)·(z₁ − z₀))`, optionally class-weighted."
     def __init__(self, m:float=0.3, # the margin, zero or more
                  class_weights=None): # [w_bonafide, w_morph]; None: unweighted
-        if not m >= 0: raise ValueError(f"margin m={m!r}: must be zero or more (the seed uses 0.3)")
+        if not m >= 0: raise ValueError(f"margin m={m!r}: must be zero or more (the SSL_MAE design uses 0.3)")
         self.m, self.weights = m, as_weights(class_weights)
     def __call__(self, logits:Tensor, labels) -> Tensor:
         d = logit_diff(logits)
@@ -99,21 +92,3 @@ def mad_loss(cfg:MAEConfig, # `cfg.loss` picks 'bce', 'ce' or 'margin'; `cfg.mar
 
 # %% ../nbs/04_losses.ipynb #3468ce76
 _all_ = ['masked_patch_mse']
-
-# %% ../nbs/04_losses.ipynb #659299a1
-class JointLoss:
-    "`cls_loss(logits, labels) + recon_weight · recon_loss`, keeping both parts of the last call for logging."
-    def __init__(self, cls_loss, # a classification loss, e.g. `mad_loss(cfg, class_weights)`
-                 recon_weight:float=1.0): # weight of the reconstruction loss (0: supervised only)
-        if not recon_weight >= 0: raise ValueError(f"recon_weight={recon_weight!r}: must be zero or more")
-        self.cls_loss, self.recon_weight, self.last_cls, self.last_recon = cls_loss, recon_weight, None, None
-    def __call__(self, logits:Tensor, labels, recon_loss:Tensor|None=None) -> Tensor:
-        cls = self.cls_loss(logits, labels)
-        self.last_cls, self.last_recon = cls.detach(), None if recon_loss is None else recon_loss.detach()
-        return cls if recon_loss is None or self.recon_weight == 0 else cls + self.recon_weight * recon_loss
-    @property
-    def reduction(self): return self.cls_loss.reduction
-    @reduction.setter
-    def reduction(self, v): self.cls_loss.reduction = v
-    def activation(self, logits:Tensor) -> Tensor: return self.cls_loss.activation(logits)
-    def decodes(self, scores:Tensor) -> Tensor: return self.cls_loss.decodes(scores)

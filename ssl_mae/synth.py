@@ -6,21 +6,22 @@ Docs: https://ssl-mae.github.io/ssl_mae/synth.html.md"""
 
 # %% ../nbs/01_synth.ipynb #a4daf8c7
 from __future__ import annotations
-import json, shutil, zlib
+import json, os, zlib
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace as NS
-import cv2, numpy as np
+import cv2, numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
 from matplotlib.tri import Triangulation
 from scipy.spatial import Delaunay
 from scipy.stats import mannwhitneyu
+from .config import interactive, write_atomic
 
 # %% auto #0
-__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'MARKER', 'traits', 'capture', 'parts', 'landmarks',
-           'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair', 'hull_mask', 'full_morph',
-           'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'make_dataset', 'laplacian_var',
-           'sharpness_auc', 'show_morphs']
+__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'LANDMARKS', 'MARKER', 'traits', 'capture', 'parts',
+           'landmarks', 'posed_landmarks', 'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair',
+           'hull_mask', 'full_morph', 'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'image_landmarks',
+           'write_landmarks', 'read_landmarks', 'make_dataset', 'laplacian_var', 'sharpness_auc', 'show_morphs']
 
 # %% ../nbs/01_synth.ipynb #5da7ff57
 def _rng(seed, *key):
@@ -186,6 +187,19 @@ def _features(img, f, c, g):
     _paint(img, _mask(S, [np.r_[g.lip(.85*u, 'seam'), g.lip(.85*u[::-1], 'inner') + [0, .003]]]), f.lips*.35)
 
 # %% ../nbs/01_synth.ipynb #543a2de3
+def _pose(f:NS, c:NS, S:int) -> np.ndarray:
+    "The 2x3 affine map of capture `c`'s rotation, scale and shift on a canvas of side `S`."
+    M = cv2.getRotationMatrix2D((S*f.cx, S*(f.eye_y + .1)), c.rot, c.scale)
+    M[:, 2] += c.shift*S
+    return M
+
+def posed_landmarks(f:NS, c:NS, size:int) -> np.ndarray:
+    "The 68 landmarks (pixel x, y; centres at integers) of subject `f` in capture `c` at `size` px."
+    S = 2*size
+    M = _pose(f, c, S)
+    lm = (landmarks(f, c)*S - .5) @ M[:, :2].T + M[:, 2]  # canvas pixels, centres at integers
+    return ((lm + .5)/2 - .5).astype(np.float32)
+
 def render(f:NS, # the subject's `traits`
            c:NS, # the image's `capture` parameters
            size:int # output side in pixels
@@ -197,12 +211,9 @@ def render(f:NS, # the subject's `traits`
     yy, xx = _grid(S)
     slope = np.cos(c.light_dir)*(xx - .5) + np.sin(c.light_dir)*(yy - .5)
     img *= c.bright*c.cast*(1 + c.light*slope)[..., None]
-    M = cv2.getRotationMatrix2D((S*f.cx, S*(f.eye_y + .1)), c.rot, c.scale)
-    M[:, 2] += c.shift*S
-    img = cv2.warpAffine(img, M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    lm = (landmarks(f, c)*S - .5) @ M[:, :2].T + M[:, 2]  # canvas pixels, centres at integers
-    return (np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), 0, 1),
-            ((lm + .5)/2 - .5).astype(np.float32))
+    img = cv2.warpAffine(img, _pose(f, c, S), (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    img = np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+    return img, posed_landmarks(f, c, size)
 
 @lru_cache(maxsize=1024)
 def face(seed:int, subject:int, k:int, size:int) -> tuple[np.ndarray, np.ndarray]:
@@ -323,18 +334,67 @@ def plan(n_subjects:int=120, styles=SYNTH_STYLES, seed:int=0, per_subject:int=2,
     return jobs
 
 # %% ../nbs/01_synth.ipynb #9b386acd
+def _job_rng(path:str, seed:int) -> np.random.Generator:
+    "The generator of one planned file, keyed by its name: independent of the order files are made in."
+    return _rng(seed, 3, zlib.crc32(path.encode()))
+
+def _alpha(r:np.random.Generator) -> float: return r.uniform(.42, .58)  # a morph's weight on parent B: first draw
+
 def make_image(path:str, style:str, who:tuple, # one entry of `plan`
                seed:int=0, size:int=112,
                chain:bool=True # False: skip `degrade` (to measure what it hides)
               ) -> np.ndarray:
     "The image (uint8 RGB) of one `plan` entry: a bona fide capture or a morph of two parents, `degrade`d."
-    r = _rng(seed, 3, zlib.crc32(path.encode()))
+    r = _job_rng(path, seed)
     if path.startswith('bonafide'): img = render(traits(seed, who[0]), capture(seed, *who), size)[0]  # not cached
-    else: img = MORPHS[style](*face(seed, *who[0], size), *face(seed, *who[1], size), alpha=r.uniform(.42, .58),
-                              rng=r)
+    else: img = MORPHS[style](*face(seed, *who[0], size), *face(seed, *who[1], size), alpha=_alpha(r), rng=r)
     return degrade(img, r) if chain else _u8(img)
 
-def _write(job, root, seed, size): cv2.imwrite(str(root/job[0]), make_image(*job, seed, size)[..., ::-1])
+def image_landmarks(path:str, style:str, who:tuple, # one entry of `plan`
+                    seed:int=0, size:int=112) -> np.ndarray:
+    "The 68 landmarks (pixel x, y) of one `plan` entry's image, computed without drawing it."
+    if path.startswith('bonafide'): return posed_landmarks(traits(seed, who[0]), capture(seed, *who), size)
+    la, lb = (posed_landmarks(traits(seed, s), capture(seed, s, k), size) for s, k in who)
+    alpha = _alpha(_job_rng(path, seed))
+    return (1 - alpha)*la + alpha*lb
+
+def _write(job, root, seed, size):
+    "Write one planned file whole (a killed run leaves no truncated image)."
+    ok, png = cv2.imencode('.png', make_image(*job, seed, size)[..., ::-1])
+    write_atomic(root/job[0], lambda tmp: tmp.write_bytes(png.tobytes()))
+
+# %% ../nbs/01_synth.ipynb #5dedd650
+LANDMARKS = 'landmarks.csv'  # a data set's landmarks file, at its root
+_LM_COLS = ['path', *(f'{a}{i}' for i in range(68) for a in 'xy')]
+
+def write_landmarks(root, # the data set's root folder
+                    lms:dict, # {image path (absolute, or relative to `root`): (68, 2) pixel x, y}
+                   ) -> Path:
+    "Write `root/landmarks.csv`, one row per image of `lms`, sorted by path."
+    root, rows = Path(root), []
+    for p, v in lms.items():
+        if np.shape(v) != (68, 2): raise ValueError(f"landmarks of {p}: shape {np.shape(v)}, expected (68, 2)")
+        rows.append([Path(os.path.relpath(root/p, root)).as_posix(), *np.asarray(v, np.float64).ravel()])
+    df = pd.DataFrame(rows, columns=_LM_COLS).sort_values('path')
+    return write_atomic(root/LANDMARKS, lambda tmp: df.to_csv(tmp, index=False, float_format='%.3f'))
+
+# %% ../nbs/01_synth.ipynb #818acd6d
+def read_landmarks(root, # the data set's root folder
+                  ) -> dict:
+    "{absolute image path: (68, 2) float32 landmarks} from `root/landmarks.csv`; {} when there is none."
+    f = Path(root)/LANDMARKS
+    if not f.is_file(): return {}
+    fix = f"rewrite it with ssl_mae.synth.write_landmarks, or remove it"
+    try: df = pd.read_csv(f, dtype={'path': str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{f} is not a landmarks CSV ({type(e).__name__}): {fix}") from None
+    if list(df.columns) != _LM_COLS:
+        raise ValueError(f"{f} has columns {', '.join(map(str, df.columns[:4]))}, ...: expected path,x0,y0,...,x67,y67; {fix}")
+    xy = df[_LM_COLS[1:]].apply(pd.to_numeric, errors='coerce').to_numpy(np.float32)
+    if bad := np.flatnonzero(~np.isfinite(xy).all(1)).tolist():
+        raise ValueError(f"{f}, line {bad[0] + 2}: landmarks must be 136 numbers ({len(bad)} bad rows); {fix}")
+    base = Path(os.path.abspath(root))
+    return {str(base/p): v.reshape(68, 2) for p, v in zip(df['path'], xy)}
 
 # %% ../nbs/01_synth.ipynb #38764671
 MARKER = 'synth.json'  # the manifest make_dataset writes at the root of every set it makes
@@ -342,16 +402,29 @@ MARKER = 'synth.json'  # the manifest make_dataset writes at the root of every s
 def _check(ok, name, value, want):
     if not ok: raise ValueError(f"make_dataset: {name}={value!r}: expected {want}")
 
-def make_dataset(root, # folder to write; new, empty, or made by make_dataset
+def _refuse(root, why): raise FileExistsError(f"make_dataset: {root} {why}; it deletes nothing: give a new or empty "
+                                              "folder (or remove that one yourself)")
+
+def _check_owned(root:Path, params:dict):
+    "Refuse a non-empty `root` that make_dataset did not make, or made with other parameters than `params`."
+    if not (root/MARKER).is_file(): _refuse(root, f"is not empty and has no {MARKER}, so make_dataset did not make it")
+    try: old = json.loads((root/MARKER).read_text()).get('params')
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError): old = None
+    if not isinstance(old, dict): _refuse(root, f"has a {MARKER} that make_dataset did not write")
+    if diff := [f"{k}={old.get(k)!r}, not {v!r}" for k, v in params.items() if old.get(k) != v]:
+        _refuse(root, f"holds a set made with other parameters ({'; '.join(diff)})")
+
+# %% ../nbs/01_synth.ipynb #5aac3f59
+def make_dataset(root, # folder to write: new, empty, or made by make_dataset with the same parameters
                  n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
                  img_size:int=112, # image side in pixels
                  styles=SYNTH_STYLES, # morph styles to write (names in SYNTH_STYLES)
                  seed:int=0, # the same seed gives the same files
                  per_subject:int=2, # bona fide images per subject in each style folder
                  bonafide_frac:float=.36, # share of bona fide images in each style folder
-                 progress:bool=True # show a progress bar
+                 progress:bool=True # show a progress bar (where someone watches) and say what was written
                 ) -> Path:
-    "Write a synthetic MAD set `root/{bonafide,morph}/STYLE/{P1,P2}/*.png`; returns `root`."
+    "Write a synthetic MAD set `root/{bonafide,morph}/STYLE/{P1,P2}/*.png` with its landmarks; returns `root`."
     styles = (styles,) if isinstance(styles, str) else tuple(styles)
     _check(isinstance(n_subjects, int) and n_subjects >= 4, 'n_subjects', n_subjects, 'an int >= 4')
     _check(isinstance(img_size, int) and img_size >= 32, 'img_size', img_size, 'an int >= 32')
@@ -362,23 +435,25 @@ def make_dataset(root, # folder to write; new, empty, or made by make_dataset
     params = dict(n_subjects=n_subjects, img_size=img_size, styles=list(styles), seed=seed,
                   per_subject=per_subject, bonafide_frac=bonafide_frac)
     root, jobs = Path(root), plan(n_subjects, styles, seed, per_subject, bonafide_frac)
-    if root.exists() and any(root.iterdir()):
-        if not (root/MARKER).is_file(): raise FileExistsError(
-            f"make_dataset: {root} is not empty and has no {MARKER}, so make_dataset did not make it; "
-            "give a new or empty folder")
-        old = json.loads((root/MARKER).read_text())
-        done = old.get('complete') and len(list(root.glob('*/*/*/*.png'))) == len(jobs)
-        if old.get('params') == params and done: return root
-        for d in ('bonafide', 'morph'): shutil.rmtree(root/d, ignore_errors=True)
-    for d in sorted({Path(p).parent for p, *_ in jobs}): (root/d).mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir(): _refuse(root, "is a file, not a folder")
+    if root.exists() and any(root.iterdir()): _check_owned(root, params)
+    todo = [j for j in jobs if not (root/j[0]).is_file()]
+    say = print if progress else lambda *a: None
+    if not todo and (root/LANDMARKS).is_file():
+        say(f"make_dataset: {root} already holds this set ({len(jobs)} images): nothing written")
+        return root
+    for d in sorted({Path(p).parent for p, *_ in todo}): (root/d).mkdir(parents=True, exist_ok=True)
     manifest = dict(generator='ssl_mae.synth.make_dataset', params=params, complete=False,
                     labels='bonafide = 0, morph = 1', styles={s: MORPHS[s].__doc__ for s in styles})
-    (root/MARKER).write_text(json.dumps(manifest, indent=1))
-    for job in (progress_bar(jobs, leave=False) if progress else jobs): _write(job, root, seed, img_size)
+    write_atomic(root/MARKER, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    for job in (progress_bar(todo, leave=False) if progress and interactive() else todo): _write(job, root, seed, img_size)
+    write_landmarks(root, {p: image_landmarks(p, st, who, seed, img_size) for p, st, who in jobs})
     counts = {s: {l: sum(p.startswith(f'{l}/{s}/') for p, *_ in jobs) for l in ('bonafide', 'morph')}
               for s in styles}
     manifest.update(complete=True, n_images=len(jobs), counts=counts)
-    (root/MARKER).write_text(json.dumps(manifest, indent=1))
+    write_atomic(root/MARKER, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    kept = f" (the other {len(jobs) - len(todo)} were there already)" if len(todo) < len(jobs) else ''
+    say(f"make_dataset: wrote {len(todo)} images and {LANDMARKS} to {root}{kept}")
     return root
 
 # %% ../nbs/01_synth.ipynb #fe40a55c

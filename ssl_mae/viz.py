@@ -13,11 +13,13 @@ import numpy as np, pandas as pd, torch
 from matplotlib.figure import Figure
 from scipy.stats import norm
 from .metrics import checked, det_points, mad_metrics
+from fastai.data.transforms import Normalize
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .model import patch_mean_var
 
 # %% auto #0
 __all__ = ['DET_TICKS', 'finish', 'score_sets', 'plot_det', 'plot_roc', 'plot_score_hist', 'reconstruct', 'show_reconstructions',
-           'patch_errors', 'plot_error_map', 'training_history', 'plot_training_curves']
+           'norm_stats', 'patch_errors', 'plot_error_map', 'training_history', 'plot_training_curves']
 
 # %% ../nbs/06_viz.ipynb #24c8d429
 def finish(fig:Figure, save=None) -> Figure:
@@ -107,7 +109,7 @@ def plot_score_hist(data, # a table with style, label, score columns, or `{name:
 # %% ../nbs/06_viz.ipynb #c96b7913
 def reconstruct(model, # a `MaskedAutoencoder`
                 imgs:torch.Tensor, # (B, C, H, W) normalised images
-                mask_ratio:float|None=None, # share of patches hidden; None: `model.cfg.mask_ratio`
+                mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
                 noise:torch.Tensor|None=None): # (B, L) noise fixing which patches are hidden
     "(target patches, predicted patches in image units, mask) of one masked forward pass of `model`."
     was_training = model.training
@@ -115,7 +117,7 @@ def reconstruct(model, # a `MaskedAutoencoder`
         with torch.no_grad(): _, pred, mask = model.eval()(imgs, mask_ratio=mask_ratio, noise=noise)
     finally: model.train(was_training)
     target = model.patchify(imgs)
-    if model.cfg.norm_pix_loss:
+    if model.norm_pix_loss:
         mean, var = patch_mean_var(target)
         pred = pred * (var + 1e-6) ** 0.5 + mean
     return target, pred, mask
@@ -129,14 +131,13 @@ def _to_display(x:torch.Tensor, mean, std) -> np.ndarray:
 
 def show_reconstructions(model, # a `MaskedAutoencoder`
                          imgs:torch.Tensor, # (B, C, H, W) normalised images
-                         mask_ratio:float|None=None, # share of patches hidden; None: `model.cfg.mask_ratio`
+                         mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
                          noise:torch.Tensor|None=None, # (B, L) noise fixing which patches are hidden
-                         mean=None, std=None, # image normalisation; None: `model.cfg.mean`, `model.cfg.std`
+                         mean=IMAGENET_MEAN, std=IMAGENET_STD, # image normalisation, e.g. `norm_stats(dls)`
                          n:int=4, # images shown (rows)
                          save=None): # path of a PNG to write
     "Rows of original | masked | reconstruction | reconstruction with the visible patches pasted back."
     imgs, noise = imgs[:n], None if noise is None else noise[:n]
-    mean, std = mean or model.cfg.mean, std or model.cfg.std
     _, pred, mask = reconstruct(model, imgs, mask_ratio, noise)
     hidden, rec = model.unpatchify(mask[..., None].expand_as(pred).to(pred)), model.unpatchify(pred)
     cols = {'original': imgs, 'masked': imgs * (1 - hidden), 'reconstruction': rec,
@@ -150,6 +151,13 @@ def show_reconstructions(model, # a `MaskedAutoencoder`
             ax.axis('off')
     return finish(fig, save)
 
+# %% ../nbs/06_viz.ipynb #0fd05f4a
+def norm_stats(dls) -> dict:
+    "`mean` and `std` of the `Normalize` among the batch transforms of `dls` (0 and 1 without one)."
+    f = next((t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize)), None)
+    if f is None: return dict(mean=(0.,), std=(1.,))
+    return dict(mean=tuple(f.mean.flatten().tolist()), std=tuple(f.std.flatten().tolist()))
+
 # %% ../nbs/06_viz.ipynb #7ac129ad
 def patch_errors(target:torch.Tensor, pred:torch.Tensor) -> torch.Tensor:
     "Mean squared error of each patch, (B, L), from `reconstruct`'s target and prediction."
@@ -157,19 +165,19 @@ def patch_errors(target:torch.Tensor, pred:torch.Tensor) -> torch.Tensor:
 
 def plot_error_map(model, # a `MaskedAutoencoder`
                    imgs:torch.Tensor, # (B, C, H, W) normalised images
-                   mask_ratio:float|None=None, # share of patches hidden; None: `model.cfg.mask_ratio`
+                   mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
                    noise:torch.Tensor|None=None, # (B, L) noise fixing which patches are hidden
-                   mean=None, std=None, # image normalisation; None: `model.cfg.mean`, `model.cfg.std`
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, # image normalisation, e.g. `norm_stats(dls)`
                    n:int=4, # images shown
                    save=None): # path of a PNG to write
     "Per-patch reconstruction error of the hidden patches as a heat map over each image."
     imgs, noise = imgs[:n], None if noise is None else noise[:n]
     target, pred, mask = reconstruct(model, imgs, mask_ratio, noise)
     err = patch_errors(target, pred).masked_fill(~mask.bool() if mask.any() else torch.zeros_like(mask).bool(), np.nan)
-    (gh, gw), (h, w) = model.cfg.grid_size, imgs.shape[-2:]
+    (gh, gw), (h, w) = model.patch_embed.grid_size, imgs.shape[-2:]
     fig = Figure(figsize=(2.5 * len(imgs) + 1, 5), layout='constrained')
     axs = fig.subplots(2, len(imgs), squeeze=False)
-    shown = _to_display(imgs, mean or model.cfg.mean, std or model.cfg.std)
+    shown = _to_display(imgs, mean, std)
     vmax = float(np.nanmax(err.numpy()))
     for top, ax, im, e in zip(axs[0], axs[1], shown, err):
         top.imshow(im, cmap='gray', interpolation='nearest')

@@ -1,19 +1,19 @@
 """The `ssl_mae` command end to end on tiny settings: each subcommand run as the installed console script (or
 `python -m ssl_mae.cli`), `--resume`, the cross-style matrix of several detectors, and every user error: exit code 2,
 one line on stderr naming the problem, no traceback."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
-import pandas as pd, pytest
+import pandas as pd, pytest, torch
 from ssl_mae.cli import main
 from ssl_mae.synth import SYNTH_STYLES
 
 EXE = Path(sys.executable).parent/'ssl_mae'
 TINY = ['img_size=32', 'patch_size=8', 'batch_size=16', 'num_epochs=1', 'seed=0']
 
-def ssl_mae(*words, module=False):
-    "Run the command in a new process; return the CompletedProcess (text output)."
+def ssl_mae(*words, module=False, quiet=True):
+    "Run the command in a new process (warnings silenced when `quiet`); return the CompletedProcess (text output)."
     cmd = [sys.executable, '-m', 'ssl_mae.cli'] if module or not EXE.exists() else [str(EXE)]
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'} if quiet else os.environ
     return subprocess.run([*cmd, *map(str, words)], capture_output=True, text=True, env=env, timeout=300)
 
 def ok(res):
@@ -106,7 +106,8 @@ def test_predict_folder_and_files(work, data, detector):
     folder = data/'morph'/'LMA'/'P1'
     ok(ssl_mae('predict', folder, '--model', detector, '--threshold', 0.3, '--out', work/'p.csv', module=True))
     p = pd.read_csv(work/'p.csv')
-    assert list(p.columns) == ['path', 'score', 'decision'] and len(p) == len(list(folder.glob('*.png')))
+    assert list(p.columns) == ['path', 'score', 'decision', 'error'] and len(p) == len(list(folder.glob('*.png')))
+    assert p['error'].isna().all()  # every image read
     assert (p['decision'] == (p['score'] >= 0.3)).all()
     files = sorted(folder.glob('*.png'))[:3]
     assert main(['predict', *map(str, files), '--model', str(detector), '--out', str(work/'p3.csv')]) == 0
@@ -119,7 +120,7 @@ def test_finetune_resume_continues_the_run(work, data, detector, capsys):
     (run/'config.json').write_text(json.dumps({**cfg, 'num_epochs': 2}))  # one epoch done of two
     assert main(['finetune', str(data), '--resume', str(run)]) == 0
     assert list(pd.read_csv(run/'log.csv')['epoch']) == [0, 1]
-    assert json.loads((run/'state.json').read_text())['epochs_done'] == 2
+    assert json.loads((run/'state.json').read_text())['epochs_trained'] == 2
 
 def test_demo_quick(work, data, capsys):
     shutil.copytree(data, work/'demo'/'synth-16x32')  # the set --quick makes: kept, not made again
@@ -152,9 +153,9 @@ def test_bad_override(work, data, capsys, override, needle):
 
 def test_bad_option_and_unknown_subcommand(data, capsys):
     one_line_error(*run_main(capsys, 'pretrain', data, '--preset', 'huge'), 'pretrain', "invalid choice: 'huge'")
-    one_line_error(*run_main(capsys, 'predict', data), 'predict', '--model is required')
+    one_line_error(*run_main(capsys, 'predict', data), 'predict', 'required: --model')
     code, err = run_main(capsys, 'fly')
-    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, pretrain, finetune, evaluate, predict, demo\n"
+    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, align, pretrain, finetune, evaluate, predict, demo\n"
 
 def test_unreadable_checkpoints(work, data, capsys):
     bad = work/'bad.pth'
@@ -176,3 +177,168 @@ def test_output_file_exists(work, data, detector, capsys):
 
 def test_resume_without_a_run(work, data, capsys):
     one_line_error(*run_main(capsys, 'finetune', data, '--resume', work), 'finetune', 'not a run folder')
+
+# --- runs people can trust: every failure one line (exit 2, 130 for Ctrl-C), data untouched, no folders left ------
+
+def folder_state(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(root).rglob('*'))
+
+@pytest.fixture
+def untouched(data):
+    "The data set is the same after the test as before it."
+    before = folder_state(data)
+    yield data
+    assert folder_state(data) == before
+
+@pytest.fixture
+def read_only(tmp_path):
+    "A folder nobody may write into, root included (`chattr +i`)."
+    d = tmp_path/'ro'
+    d.mkdir()
+    if subprocess.run(['chattr', '+i', str(d)], capture_output=True).returncode: pytest.skip('chattr +i unavailable')
+    yield d
+    subprocess.run(['chattr', '-i', str(d)])
+
+def test_out_that_is_a_file(work, untouched, capsys):
+    f = work/'a-file'
+    f.write_text('mine')
+    one_line_error(*run_main(capsys, 'pretrain', untouched, '--out', f, *TINY), 'pretrain', f)
+    assert f.read_text() == 'mine'
+
+def test_read_only_out(read_only, untouched, detector, capsys):
+    one_line_error(*run_main(capsys, 'pretrain', untouched, '--out', read_only/'runs', *TINY), 'pretrain',
+                   read_only/'runs')
+    one_line_error(*run_main(capsys, 'predict', untouched/'morph'/'LMA'/'P1', '--model', detector,
+                             '--out', read_only/'p.csv'), 'predict', read_only)
+    assert list(read_only.iterdir()) == []
+
+def test_predict_into_a_missing_folder(work, untouched, detector, capsys):
+    out = work/'no'/'such'/'p.csv'
+    one_line_error(*run_main(capsys, 'predict', untouched/'morph'/'LMA'/'P1', '--model', detector, '--out', out),
+                   'predict', out.parent, 'does not exist')
+    assert not (work/'no').exists()
+
+def test_synth_never_deletes(work, capsys):
+    "Over a folder it did not make, or a set made with other arguments holding a user's photo: refused, untouched."
+    mine = work/'mine'
+    mine.mkdir(); (mine/'photo.jpg').write_bytes(b'my photo')
+    one_line_error(*run_main(capsys, 'synth', mine, '--n-subjects', 8, '--img-size', 32), 'synth', mine,
+                   'did not make it')
+    assert [p.name for p in mine.iterdir()] == ['photo.jpg']
+    assert main(['synth', str(work/'set'), '--n-subjects', '8', '--img-size', '32']) == 0
+    (work/'set'/'bonafide'/'LMA'/'P1'/'photo.jpg').write_bytes(b'my photo')
+    before = folder_state(work/'set')
+    one_line_error(*run_main(capsys, 'synth', work/'set', '--n-subjects', 10, '--img-size', 32), 'synth',
+                   work/'set', 'other parameters (n_subjects=8, not 10)')
+    assert folder_state(work/'set') == before
+
+def copy_run(run, dest, num_epochs):
+    "A copy of `run` whose config asks for `num_epochs`, so that resuming it has epochs left."
+    shutil.copytree(run, dest)
+    cfg = json.loads((dest/'config.json').read_text())
+    (dest/'config.json').write_text(json.dumps({**cfg, 'num_epochs': num_epochs}))
+    return dest
+
+def test_damaged_last_checkpoint(work, untouched, pretrained, capsys):
+    run = copy_run(pretrained, work/'damaged', 2)
+    (run/'last.pth').write_bytes((run/'last.pth').read_bytes()[:200])  # e.g. a full disk
+    one_line_error(*run_main(capsys, 'pretrain', untouched, '--resume', run), 'pretrain', run/'last.pth',
+                   'is damaged', 'start it again in a new folder')
+
+def test_resume_a_run_of_the_other_kind(untouched, pretrained, capsys):
+    one_line_error(*run_main(capsys, 'finetune', untouched, '--resume', pretrained), 'finetune', pretrained,
+                   'is a pretrain run', f'ssl_mae pretrain DATA --resume {pretrained}')
+
+def test_non_finite_loss(work, untouched, capsys):
+    out = work/'nan'
+    one_line_error(*run_main(capsys, 'pretrain', untouched, '--out', out, *TINY, 'pretrain_base_lr=1e12'),
+                   'pretrain', 'the loss became nan', 'Lower the learning rate')
+    assert list(out.iterdir()) == []  # failed before an epoch ended: no run folder left
+
+def test_failed_finetune_leaves_no_run_folder(work, untouched, pretrained, capsys):
+    out = work/'mismatch'
+    one_line_error(*run_main(capsys, 'finetune', untouched, '--out', out, '--encoder', pretrained/'encoder.pth',
+                             *TINY, 'embed_dim=48'), 'finetune', 'does not fit')
+    assert not out.exists() or list(out.iterdir()) == []
+
+def test_ctrl_c_says_how_to_resume(work, untouched):
+    "SIGINT after the first checkpoint: exit 130, one line naming the checkpoint and the resume command."
+    out = work/'sigint'
+    cmd = [sys.executable, '-m', 'ssl_mae.cli', 'pretrain', str(untouched), '--out', str(out),
+           *TINY[:-2], 'num_epochs=40', 'seed=0']
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(out.glob('*/state.json')) and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    run = only(out, 'pretrain-*')
+    assert proc.returncode == 130 and 'Traceback' not in err and err.count('\n') == 1, err
+    assert err.startswith('ssl_mae pretrain: error: interrupted after ') and str(run/'last.pth') in err, err
+    assert f'ssl_mae pretrain {untouched} --resume {run}' in err
+
+def test_predict_scores_the_readable_images(work, untouched, detector, capsys):
+    "Unreadable files are listed (all of them) in the CSV and the summary; the others are scored; exit 0."
+    mixed = work/'mixed'
+    mixed.mkdir()
+    for p in sorted((untouched/'morph'/'LMA'/'P1').glob('*.png'))[:3]: shutil.copy(p, mixed)
+    (mixed/'empty.png').write_bytes(b''); (mixed/'text.jpg').write_text('not an image')
+    assert main(['predict', str(mixed), '--model', str(detector), '--out', str(work/'mixed.csv')]) == 0
+    out = capsys.readouterr().out
+    p = pd.read_csv(work/'mixed.csv', keep_default_na=False)
+    assert len(p) == 5 and (p['error'] != '').sum() == 2
+    assert '3 images scored' in out and '2 images could not be read' in out
+    assert str(mixed/'empty.png') in out and str(mixed/'text.jpg') in out
+    only_bad = work/'only-bad'
+    only_bad.mkdir(); (only_bad/'a.png').write_bytes(b'')
+    one_line_error(*run_main(capsys, 'predict', only_bad, '--model', detector, '--out', work/'bad.csv'), 'predict',
+                   'None of the 1 images could be read', only_bad/'a.png')
+    assert not (work/'bad.csv').exists()
+
+@pytest.mark.parametrize('content, needle', [(b'', 'is empty'), (bytes(range(256)) * 8, 'is not a CSV text file')])
+def test_empty_or_binary_manifest(work, capsys, content, needle):
+    csv = work/'manifest.csv'
+    csv.write_bytes(content)
+    one_line_error(*run_main(capsys, 'finetune', csv, '--out', work/'m', *TINY), 'finetune', csv, needle)
+
+def test_skip_bad_advice_names_the_option(work, data, capsys):
+    broken = work/'broken'
+    shutil.copytree(data, broken)
+    (broken/'bonafide'/'LMA'/'P2'/'00099-1.png').write_bytes(b'')
+    one_line_error(*run_main(capsys, 'finetune', broken, '--out', work/'b', *TINY), 'finetune', '--skip-bad')
+    assert main(['finetune', str(broken), '--out', str(work/'b'), '--skip-bad', *TINY]) == 0
+
+def test_evaluate_checks_both_classes_first(work, data, detector, capsys):
+    one_sided = work/'one-sided'
+    shutil.copytree(data, one_sided)
+    shutil.rmtree(one_sided/'morph'/'MorDiff'/'P1')
+    one_line_error(*run_main(capsys, 'evaluate', one_sided, '--model', detector, '--out', work/'e'), 'evaluate',
+                   "Test style 'MorDiff' has no morph images")
+    assert not (work/'e').exists() or list((work/'e').iterdir()) == []
+
+def test_same_seed_same_numbers(work, untouched):
+    """Pretraining, fine-tuning from its encoder and from scratch, each run twice in fresh processes: the same logs
+    (losses and metrics) and the same best weights."""
+    two_epochs = [*TINY[:-2], 'num_epochs=2', 'seed=0']
+    runs = []
+    for i in (1, 2):
+        out = work/f'repeat{i}'
+        ok(ssl_mae('pretrain', untouched, '--out', out, *two_epochs))
+        pre = only(out, 'pretrain-*')
+        ok(ssl_mae('finetune', untouched, '--out', out/'from-encoder', '--encoder', pre/'encoder.pth',
+                   '--config', pre/'config.json'))
+        ok(ssl_mae('finetune', untouched, '--out', out/'from-scratch', *two_epochs))
+        runs.append([pre, only(out/'from-encoder', 'finetune-*'), only(out/'from-scratch', 'finetune-*')])
+    for a, b in zip(*runs):
+        log_a, log_b = (pd.read_csv(r/'log.csv').drop(columns='time') for r in (a, b))
+        assert len(log_a) == 2
+        pd.testing.assert_frame_equal(log_a, log_b)
+        wa, wb = (torch.load(r/'best.pth', weights_only=True) for r in (a, b))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+def test_piped_output_has_no_progress_frames(work, untouched):
+    res = ssl_mae('pretrain', untouched, '--out', work/'piped', *TINY[:-2], 'num_epochs=2', 'seed=0', quiet=False)
+    assert '\r' not in res.stdout and '\r' not in res.stderr, res.stdout[:500]
+    lines = ok(res).splitlines()
+    assert lines[0].split()[:3] == ['epoch', 'train_loss', 'valid_loss'] and lines[1].split()[0] == '0'
+    assert lines[2].split()[0] == '1' and 'FutureWarning' not in res.stderr

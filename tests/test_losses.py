@@ -4,7 +4,7 @@ import pickle
 import pytest, torch
 from torch import nn
 from ssl_mae.config import MAEConfig
-from ssl_mae.losses import JointLoss, MarginLoss, WeightedBCE, WeightedCE, mad_loss, masked_patch_mse
+from ssl_mae.losses import MarginLoss, WeightedBCE, WeightedCE, mad_loss, masked_patch_mse
 import ssl_mae.model
 
 CW = [1.37, 0.79]
@@ -100,35 +100,13 @@ def test_extreme_logits_are_finite():
         (g,) = torch.autograd.grad(loss(z, y), z)
         assert loss(z, y).isfinite() and g.isfinite().all()
 
-@pytest.mark.parametrize('shape', SHAPES)
-def test_joint_loss_formula_and_gradients(shape):
-    z, y = make(shape)
-    r = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
-    joint = JointLoss(WeightedBCE(CW), recon_weight=0.25)
-    out = joint(z, y, r ** 2)
-    want = bce_formula(z, y, CW) + 0.25 * r ** 2
-    torch.testing.assert_close(out, want)
-    for x, wx in zip(torch.autograd.grad(out, (z, r)), torch.autograd.grad(want, (z, r))):
-        torch.testing.assert_close(x, wx)
-    torch.testing.assert_close(joint.last_cls, bce_formula(z, y, CW).detach())
-    torch.testing.assert_close(joint.last_recon, (r ** 2).detach())
-    assert not joint.last_cls.requires_grad
-
-def test_joint_loss_with_masked_patch_mse():
-    "The joint loss with the model's own masked-patch MSE (re-exported, not a copy)."
+def test_masked_patch_mse_is_the_models():
+    "The losses module re-exports the model's masked-patch MSE (not a copy), which averages over masked patches."
     assert masked_patch_mse is ssl_mae.model.masked_patch_mse
     pred = torch.randn(2, 4, 6, requires_grad=True)
     target, mask = torch.randn(2, 4, 6), torch.tensor([[1., 0., 1., 0.], [0., 1., 1., 1.]])
     want = (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
     torch.testing.assert_close(masked_patch_mse(pred, target, mask), want)
-    z, y = make('B1', n=2)
-    out = JointLoss(WeightedBCE(CW), 1.0)(z, y, masked_patch_mse(pred, target, mask))
-    torch.testing.assert_close(out, bce_formula(z, y, CW) + want.double())
-
-def test_joint_loss_zero_weight_is_supervised_only():
-    z, y = make('B')
-    joint = JointLoss(WeightedCE(CW), 0.0)
-    torch.testing.assert_close(joint(z, y, torch.tensor(float('nan'))), ce_formula(z, y, CW))
 
 @pytest.mark.parametrize('name,cls', [('bce', WeightedBCE), ('ce', WeightedCE), ('margin', MarginLoss)])
 def test_mad_loss_picks_by_config(name, cls):
@@ -144,7 +122,6 @@ def test_mad_loss_picks_by_config(name, cls):
     (lambda: MarginLoss(0.3, [float('nan'), 1.0]), 'must be two positive numbers'),
     (lambda: WeightedBCE('balanced'), "class_weights='balanced'"),
     (lambda: MarginLoss(-0.1), 'margin m=-0.1'),
-    (lambda: JointLoss(WeightedBCE(), -1.0), 'recon_weight=-1.0'),
     (lambda: WeightedBCE()(torch.zeros(4, 3), torch.zeros(4)),
      'logits must have shape (B,), (B,1) or (B,2); got (4, 3)'),
     (lambda: WeightedCE()(torch.zeros(4, 2, 1), torch.zeros(4)), 'got (4, 2, 1)'),
@@ -164,13 +141,12 @@ def test_unknown_loss_name():
     with pytest.raises(ValueError, match="cfg.loss='focal': must be one of bce, ce, margin"): mad_loss(cfg, CW)
 
 def test_pickles():
-    for loss in (WeightedBCE(CW), WeightedCE(CW), MarginLoss(0.3, CW), JointLoss(WeightedBCE(CW), 0.5)):
+    for loss in (WeightedBCE(CW), WeightedCE(CW), MarginLoss(0.3, CW)):
         z, y = make('B1')
         torch.testing.assert_close(pickle.loads(pickle.dumps(loss))(z, y), loss(z, y))
 
 @pytest.mark.parametrize('name', ['bce', 'ce', 'margin'])
-@pytest.mark.parametrize('joint', [False, True])
-def test_fastai_learner_round_trip(name, joint):
+def test_fastai_learner_round_trip(name):
     "Train a linear detector briefly; get_preds gives P(morph) scores, 0/1 calls and per-image losses."
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
@@ -183,8 +159,7 @@ def test_fastai_learner_round_trip(name, joint):
     dls = DataLoaders(DataLoader(ds, bs=16, shuffle=True), DataLoader(ds, bs=16))
     cfg = MAEConfig.tiny(loss=name, seed=0)
     loss = mad_loss(cfg, [1.0, 2.0])
-    learn = Learner(dls, nn.Linear(4, ssl_mae.model.n_logits(cfg)), loss_func=JointLoss(loss, 0.5) if joint else loss,
-                    lr=0.5)
+    learn = Learner(dls, nn.Linear(4, 2 if name == 'ce' else 1), loss_func=loss, lr=0.5)
     learn.fit(5)
     scores, targs, calls, losses = learn.get_preds(with_decoded=True, with_loss=True)
     assert scores.shape == (64,) and ((scores >= 0) & (scores <= 1)).all()

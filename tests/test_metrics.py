@@ -3,7 +3,7 @@ imbalanced score sets; invariances, limits, every error message, reports and the
 import numpy as np, pandas as pd, pytest, torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from ssl_mae.metrics import AUC, BPCERAtAPCER, DEER, apcer_bpcer, det_points, mad_metrics, style_report
-from ssl_mae.model import morph_score
+from ssl_mae.detector import morph_score
 
 XS = (0.01, 0.05, 0.1, 0.2)
 

@@ -4,7 +4,7 @@ import json, re
 from pathlib import Path
 import cv2, numpy as np, pytest
 from ssl_mae import synth
-from ssl_mae.synth import SYNTH_STYLES, MARKER, make_dataset, plan
+from ssl_mae.synth import SYNTH_STYLES, MARKER, make_dataset, plan, read_landmarks
 
 SMALL = dict(n_subjects=12, img_size=48, progress=False)
 BONA, MORPH = re.compile(r'(\d{5})-(\d+)\.png'), re.compile(r'(\d{5})d(\d+)-vs-(\d{5})d(\d+)\.png')
@@ -56,18 +56,41 @@ def test_manifest(small_set):
     assert m['counts']['LMA']['bonafide'] == len(list(small_set.glob('bonafide/LMA/*/*.png')))
     assert set(m['styles']) == set(SYNTH_STYLES) and 'Poisson' in m['styles']['MorDiff']
 
-def test_reuse_regenerate_refuse(tmp_path):
+def tree(root): return {str(p.relative_to(root)): p.read_bytes() for p in Path(root).rglob('*') if p.is_file()}
+
+def test_reuse_resume_refuse(tmp_path, capsys):
+    "Reused as it is; an interrupted set completed; other parameters and foreign folders refused; nothing deleted."
     root = make_dataset(tmp_path/'set', **SMALL)
     before = (root/MARKER).stat().st_mtime_ns
-    assert make_dataset(root, **SMALL) == root and (root/MARKER).stat().st_mtime_ns == before  # reused as it is
-    next(root.rglob('*.png')).unlink()  # a missing file: regenerated
-    make_dataset(root, **SMALL)
-    assert len(list(root.rglob('*.png'))) == len(plan(12))
-    make_dataset(root, **{**SMALL, 'n_subjects': 8})  # other parameters: old files go
-    assert len(list(root.rglob('*.png'))) == len(plan(8))
+    assert make_dataset(root, **{**SMALL, 'progress': True}) == root and (root/MARKER).stat().st_mtime_ns == before
+    assert capsys.readouterr().out.strip() == f"make_dataset: {root} already holds this set ({len(plan(12))} images): nothing written"
+    (root/'bonafide'/'LMA'/'P1'/'my-photo.jpg').write_bytes(b'mine')  # the user's own files in the set
+    (root/'morph'/'MyStyle').mkdir(); (root/'morph'/'MyStyle'/'x.png').write_bytes(b'mine too')
+    lost = sorted(root.rglob('*.png'))[:3]
+    for f in lost: f.unlink()  # an interrupted run
+    full = tree(root)
+    make_dataset(root, **{**SMALL, 'progress': True})
+    assert f"wrote 3 images and landmarks.csv to {root} (the other {len(plan(12)) - 3} were there already)" in capsys.readouterr().out
+    after = tree(root)
+    assert all(after[k] == v for k, v in full.items() if not k.endswith(('.json', '.csv')))  # kept as they were
+    assert {str(f.relative_to(root)) for f in lost} | set(full) == set(after)
+    snapshot = tree(root)
+    with pytest.raises(FileExistsError, match=re.escape('other parameters (n_subjects=12, not 8)')):
+        make_dataset(root, **{**SMALL, 'n_subjects': 8})
+    assert tree(root) == snapshot  # refused: nothing deleted, nothing written
     (tmp_path/'foreign').mkdir(); (tmp_path/'foreign'/'data.csv').write_text('path,label\n')
     with pytest.raises(FileExistsError, match='did not make it'): make_dataset(tmp_path/'foreign', **SMALL)
     assert [p.name for p in (tmp_path/'foreign').iterdir()] == ['data.csv']  # nothing written, nothing removed
+    (tmp_path/'file').write_text('x')
+    with pytest.raises(FileExistsError, match='is a file'): make_dataset(tmp_path/'file', **SMALL)
+
+def test_landmarks_file(small_set):
+    "One row per image, 68 points inside the image, the eyes above the mouth."
+    lms = read_landmarks(small_set)
+    assert set(lms) == {str(p) for p in small_set.rglob('*.png')}
+    pts = np.stack(list(lms.values()))
+    assert pts.shape[1:] == (68, 2) and (pts > -1).all() and (pts < SMALL['img_size']).all()
+    assert (pts[:, 36:48, 1].mean(1) < pts[:, 48:68, 1].mean(1)).all()
 
 @pytest.mark.parametrize('kw,msg', [(dict(n_subjects=3), 'n_subjects=3'), (dict(img_size=16), 'img_size=16'),
                                     (dict(styles=('LMA', 'MIPGAN_I')), "styles=('LMA', 'MIPGAN_I')"),

@@ -83,21 +83,21 @@ class Oracle(MaskedAutoencoder):
     def forward(self, imgs, mask_ratio=None, noise=None):
         _, pred, mask = super().forward(imgs, mask_ratio=mask_ratio, noise=noise)
         t = self.patchify(imgs)
-        if self.cfg.norm_pix_loss:
+        if self.norm_pix_loss:
             m, v = patch_mean_var(t)
             t = (t - m) / (v + 1e-6) ** 0.5
-        assert masked_patch_mse(t, self.patchify(imgs), mask, self.cfg.norm_pix_loss) < 1e-8   # a perfect prediction
+        assert masked_patch_mse(t, self.patchify(imgs), mask, self.norm_pix_loss) < 1e-8   # a perfect prediction
         return torch.zeros(()), t, mask
 
 @pytest.mark.parametrize('norm_pix', [False, True])
 def test_reconstruct_denormalises(norm_pix, imgs):
-    model = Oracle(MAEConfig.tiny(seed=0, norm_pix_loss=norm_pix))
+    model = Oracle.from_cfg(MAEConfig.tiny(seed=0, norm_pix_loss=norm_pix))
     target, pred, mask = reconstruct(model, imgs, mask_ratio=0.75)
     torch.testing.assert_close(pred, target, atol=1e-4, rtol=1e-4)
     assert mask.shape == target.shape[:2] and model.training
 
 def test_show_reconstructions(imgs, tmp_path):
-    model = Oracle(MAEConfig.tiny(seed=0, norm_pix_loss=True)).eval()
+    model = Oracle.from_cfg(MAEConfig.tiny(seed=0, norm_pix_loss=True)).eval()
     fig = show_reconstructions(model, imgs, n=2, save=tmp_path/'recon.png')
     assert len(fig.axes) == 8 and is_png(tmp_path/'recon.png') and not model.training
     axs = np.array(fig.axes).reshape(2, 4)
@@ -107,18 +107,18 @@ def test_show_reconstructions(imgs, tmp_path):
     assert [ax.get_title() for ax in axs[0]] == ['original', 'masked', 'reconstruction', 'reconstruction + visible']
 
 def test_show_reconstructions_fixed_noise(imgs):
-    model = MaskedAutoencoder(MAEConfig.tiny(seed=0))
-    noise = torch.rand(3, model.cfg.num_patches)
+    model = MaskedAutoencoder.from_cfg(MAEConfig.tiny(seed=0))
+    noise = torch.rand(3, model.patch_embed.num_patches)
     a, b = (show_reconstructions(model, imgs, noise=noise, n=3).axes[5].get_images()[0].get_array() for _ in range(2))
     np.testing.assert_array_equal(a, b)
 
 @pytest.mark.parametrize('ratio,hidden', [(0.75, 48), (0.0, 64)])
 def test_error_map(ratio, hidden, imgs, tmp_path):
-    model = MaskedAutoencoder(MAEConfig.tiny(seed=0))
+    model = MaskedAutoencoder.from_cfg(MAEConfig.tiny(seed=0))
     fig = plot_error_map(model, imgs, mask_ratio=ratio, save=tmp_path/'err.png')
     assert len(fig.axes) == 2 * 3 + 1 and is_png(tmp_path/'err.png')
     heat = fig.axes[3].get_images()[1].get_array()
-    assert heat.shape == model.cfg.grid_size and (~np.ma.getmaskarray(np.ma.masked_invalid(heat))).sum() == hidden
+    assert heat.shape == model.patch_embed.grid_size and (~np.ma.getmaskarray(np.ma.masked_invalid(heat))).sum() == hidden
 
 def _learner(tmp_path, append):
     from fastai.callback.progress import CSVLogger
