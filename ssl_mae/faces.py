@@ -271,7 +271,7 @@ def _claim(dst:Path, record:dict) -> dict|None:
 
 # %% ../nbs/02a_faces.ipynb #97a478b6
 def _align_file(job:tuple) -> tuple:
-    "Align one photo `(src, dst, settings, lms)` (lms None: detect them) and write its crop as PNG: (status, detail, lms)."
+    "Align a photo `(src, dst, settings, lms)` (lms None: detect) and write its crop as PNG: (status, detail, lms)."
     src, dst, settings, lms = job
     try: crop, lms = (align_image(read_photo(src), settings) if lms is None
                       else align(load_rgb(src), lms, settings.size, settings.margin))  # given lms: stored pixels
@@ -453,13 +453,14 @@ def crop_margin(lms, # (68, 2) landmarks found on a square image
 
 def sample_margin(paths, # image files
                   n:int=8, # look at up to this many of them, spread over the list
+                  det_size:int=256, # the detector's view: a crop's one large face needs no more
                  ) -> float|None:
     "The median margin when 3/4 of the faces in square images of a sample of `paths` look aligned, else None."
     found = []
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
         try: img = read_photo(p)
         except (BadImageError, FileNotFoundError): continue
-        if img.shape[0] == img.shape[1] and (faces := landmarks(img)):
+        if img.shape[0] == img.shape[1] and (faces := landmarks(img, det_size=det_size)):
             found.append(crop_margin(faces[0].lms, img.shape[0]))
     crops = [m for m in found if m is not None]
     return float(np.median(crops)) if crops and len(crops) >= .75*len(found) else None
