@@ -83,7 +83,7 @@ def cli_align(src:str, # folder of photos (seed, style-first or any tree of imag
               size:int=224, # crop side in pixels
               margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
               detector:str='hog', # face detector: hog (fast) or cnn (finds more faces, ~50x slower)
-              landmarks:str='detect', # detect them, or take them from SRC's landmarks.csv (file; synthetic sets)
+              landmarks:str='detect', # detect (dlib) or file (SRC's own landmarks.csv, e.g. a synthetic set)
               n_workers:int=1, # processes aligning photos (one core each)
              ) -> dict:
     "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
