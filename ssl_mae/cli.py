@@ -1,4 +1,4 @@
-"""`ssl_mae synth | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library
+"""`ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library
 functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides),
 one run folder per run, one-line errors and a prompt `--help`.
 
@@ -8,7 +8,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #0a1d17fb
 from __future__ import annotations
-import os, re, shutil, sys, traceback
+import os, re, shutil, sys, traceback, warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -18,9 +18,9 @@ from .config import MAEConfig, write_atomic
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config',
-           'run_folder', 'cli_synth', 'cli_align', 'pretrain_images', 'Interrupted', 'resumable', 'cli_pretrain',
-           'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo',
-           'usage', 'parse', 'one_line', 'main']
+           'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'pretrain_images', 'Interrupted', 'resumable',
+           'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo',
+           'cli_demo', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
@@ -83,12 +83,24 @@ def cli_align(src:str, # folder of photos (seed, style-first or any tree of imag
               size:int=224, # crop side in pixels
               margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
               detector:str='hog', # face detector: hog (fast) or cnn (finds more faces, ~50x slower)
+              landmarks:str='detect', # detect (dlib) or file (SRC's own landmarks.csv, e.g. a synthetic set)
               n_workers:int=1, # processes aligning photos (one core each)
              ) -> dict:
     "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
     from ssl_mae.faces import align_dataset
-    try: return align_dataset(src, dst, size=size, margin=margin, detector=detector, n_workers=n_workers)
-    except ImportError as e: raise CliError(str(e)) from None  # the faces extra is missing: one line, exit code 2
+    return align_dataset(src, dst, size=size, margin=margin, detector=detector, landmarks=landmarks,
+                         n_workers=n_workers)
+
+def data_alignment(cfg:MAEConfig, # the run's config
+                   data, # its data set (folder or CSV manifest)
+                  ) -> MAEConfig:
+    "`cfg` with `align` set as the data set's faces were aligned (its `aligned.json`), None for raw images."
+    from ssl_mae.faces import AlignSettings, read_alignment
+    new = read_alignment(data)
+    if cfg.align is not None and AlignSettings.from_dict(cfg.align) != new:
+        warnings.warn(f"The config's align={cfg.align} is replaced by that of the data in {data} "
+                      f"({'not aligned' if new is None else new.to_dict()}): a detector records its training images")
+    return replace(cfg, align=None if new is None else new.to_dict())
 
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
@@ -133,6 +145,7 @@ def cli_pretrain(data:str, # MAD data set or folder of images
     from ssl_mae.learner import mae_learner, save_encoder
     from ssl_mae.runs import resume_run
     cfg = run_config(config, preset, overrides, resume, kind='pretrain')
+    cfg = cfg if resume else data_alignment(cfg, data)  # the run records how its images were prepared
     images = pretrain_images(data, skip_bad)  # checked before a run folder is made
     with run_folder(out, 'pretrain', data, resume) as run, resumable(run, 'pretrain', data):
         learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
@@ -154,6 +167,7 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     from ssl_mae.runs import resume_run
     style = [f'train_dataset={train_style}'] if train_style else []
     cfg = run_config(config, preset, [*overrides, *style], resume, kind='finetune')
+    cfg = cfg if resume else data_alignment(cfg, data)  # the detector records how its images were prepared
     table = scan_mad(data, skip_bad=skip_bad)  # the data and the encoder are checked before a run folder is made
     enc = load_encoder(encoder, cfg) if encoder and resume is None else None  # resuming loads the checkpoint
     with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
@@ -230,7 +244,8 @@ def cli_predict(images:Annotated[list, "a folder of images, or image files", {**
     bad = preds[preds['error'] != '']
     print(f"predictions: {out} ({len(preds) - len(bad)} images scored, {int(preds['decision'].sum())} called "
           f"morphs at threshold {threshold})")
-    if len(bad): print(f"{len(bad)} images could not be read:", *(f"  {p}" for p in bad['path']), sep='\n')
+    if len(bad): print(f"{len(bad)} images could not be scored:", *(f"  {p}: {e}" for p, e in bad[['path', 'error']]
+                                                                      .itertuples(index=False)), sep='\n')
     return out
 
 # %% ../nbs/09_cli.ipynb #81442a2e
@@ -283,7 +298,7 @@ def cli_demo(out:str='runs', # parent folder of the data set and the demo's run 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
 COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune, cli_evaluate,
                                          cli_predict, cli_demo)}  # subcommand -> function
-USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError)  # reported in one line, exit code 2
+USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError, ImportError)  # one line, exit code 2
 
 def usage() -> str:
     "The top-level help: one line per subcommand."

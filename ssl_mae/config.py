@@ -34,6 +34,15 @@ def _items(value):
     s = value.strip().strip('[]()').strip()
     return [v.strip().strip('\'"') for v in s.split(',') if v.strip()] if s else []
 
+def _mapping(value, err:ValueError) -> dict:
+    "`value` as a dict: a dict, an object with `to_dict()` (e.g. `faces.AlignSettings`) or a JSON object."
+    if hasattr(value, 'to_dict'): value = value.to_dict()
+    if isinstance(value, str):
+        try: value = json.loads(value)
+        except json.JSONDecodeError: raise err from None
+    if not isinstance(value, dict): raise err
+    return dict(value)
+
 def _scalar(value, tp):
     "`value` as the scalar type `tp` (bool, int, float or str), or None when it isn't one."
     s = value.strip().lower() if isinstance(value, str) else None
@@ -57,6 +66,7 @@ def convert(value, tp, name:str='value'):
             try: return convert(value, a, name)
             except ValueError: pass
         raise err
+    if tp is dict: return _mapping(value, err)
     if origin in (list, tuple):
         vals = _items(value) if isinstance(value, str) else value
         if not isinstance(vals, (list, tuple)): raise err
@@ -113,6 +123,8 @@ class MAEConfig:
     freeze_lastN: int = 2  # blocks trained by 'freeze_except_lastN' and the middle phase of 'gradual_unfreeze'
     warmup_epochs: int = 2  # gradual_unfreeze: head only before this epoch
     mid_epochs: int = 5  # gradual_unfreeze: head + last N blocks before this epoch, then all
+    # preprocessing
+    align: dict | None = None  # faces.AlignSettings of the aligned faces trained on; None: images are only resized
     # data protocol and augmentation
     train_dataset: str = 'LMA'  # morph style trained on (P2)
     test_datasets: list[str] = field(default_factory=lambda: list(STYLES))  # styles tested on (P1)
@@ -180,6 +192,10 @@ def _problems(c:MAEConfig):
     if not c.train_dataset: yield 'train_dataset', c.train_dataset, 'a style name'
     if not c.test_datasets: yield 'test_datasets', c.test_datasets, 'at least one style name'
     if not 0 <= c.seed < 2**32: yield 'seed', c.seed, 'an integer in [0, 2**32), or None to draw one'
+    if c.align is not None:
+        from ssl_mae.faces import AlignSettings  # faces imports this module: imported only when needed
+        try: AlignSettings.from_dict(c.align)
+        except (TypeError, ValueError) as e: yield 'align', c.align, f'the fields of faces.AlignSettings ({e})'
 
 @patch
 def validate(self:MAEConfig):

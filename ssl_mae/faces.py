@@ -6,7 +6,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/faces.html.md"""
 
 # %% ../nbs/02a_faces.ipynb #ac483c02
 from __future__ import annotations
-import importlib.util, json, multiprocessing, os, time
+import importlib.util, json, multiprocessing, os, time, warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -17,13 +17,14 @@ from PIL import ImageOps
 from fastprogress.fastprogress import progress_bar
 from .config import interactive, write_atomic
 from .data import BadImageError, image_files, load_rgb
-from .synth import read_landmarks, write_landmarks
+from .synth import LANDMARKS, read_landmarks, write_landmarks
 
 # %% auto #0
 __all__ = ['FACES_EXTRA', 'DETECTORS', 'INSIGHTFACE_5', 'TEMPLATE', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT',
-           'STATUSES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template', 'anchors', 'similarity',
-           'align', 'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned', 'align_dataset',
-           'summary_line']
+           'STATUSES', 'LANDMARK_SOURCES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template',
+           'anchors', 'similarity', 'align', 'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned',
+           'align_dataset', 'summary_line', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin',
+           'sample_margin']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
 FACES_EXTRA = "pip install 'ssl_mae[faces]'"  # installs dlib-bin and face-recognition-models (weights included)
@@ -222,7 +223,8 @@ def looks_aligned(lms, # (68, 2) landmarks found on a size×size image
 
 # %% ../nbs/02a_faces.ipynb #51b36e21
 ALIGNED, REPORT = 'aligned.json', 'align_report.csv'  # written at the root of every aligned set
-STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash')  # why a photo was skipped
+STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash', 'no_landmarks')  # why a photo was skipped
+LANDMARK_SOURCES = ('detect', 'file')  # where align_dataset takes the landmarks from: dlib, or landmarks.csv
 
 def _png(rel:str) -> str: return Path(rel).with_suffix('.png').as_posix()  # where a photo's crop goes
 
@@ -257,7 +259,7 @@ def _claim(dst:Path, record:dict) -> dict|None:
     if dst.exists() and not dst.is_dir(): raise FileExistsError(f"align: DST {dst} is a file: give a folder")
     if not dst.exists() or not any(dst.iterdir()): return None
     why = f"it deletes nothing: give a new or empty folder (or remove {dst} yourself)"
-    try: old = json.loads((dst/ALIGNED).read_text())
+    try: old = {'landmarks': 'detect', **json.loads((dst/ALIGNED).read_text())}  # older sets: detected
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         raise FileExistsError(f"align: DST {dst} is not empty and has no readable {ALIGNED}, so align did not make it; "
                               + why) from None
@@ -269,9 +271,10 @@ def _claim(dst:Path, record:dict) -> dict|None:
 
 # %% ../nbs/02a_faces.ipynb #97a478b6
 def _align_file(job:tuple) -> tuple:
-    "Align one photo `(src, dst, settings)` and write its crop as PNG: (status, detail, landmarks or None)."
-    src, dst, settings = job
-    try: crop, lms = align_image(read_photo(src), settings)
+    "Align a photo `(src, dst, settings, lms)` (lms None: detect) and write its crop as PNG: (status, detail, lms)."
+    src, dst, settings, lms = job
+    try: crop, lms = (align_image(read_photo(src), settings) if lms is None
+                      else align(load_rgb(src), lms, settings.size, settings.margin))  # given lms: stored pixels
     except FaceError as e: return e.status, str(e), None
     except (BadImageError, FileNotFoundError) as e: return 'unreadable', str(e), None
     png = cv2.imencode('.png', np.ascontiguousarray(crop[..., ::-1]))[1]
@@ -301,6 +304,14 @@ def _done(dst:Path, lm_root:Path, rels:list) -> tuple[dict, dict]:
     return lms, {r: v for r, v in report.items() if r in set(rels) and r not in lms}
 
 # %% ../nbs/02a_faces.ipynb #46b99ccf
+def _given(src:Path, base:Path, rels:list) -> dict:
+    "{rel: landmarks} of the photos in the source set's landmarks.csv (at a folder's root, beside a manifest)."
+    root = src.parent if src.is_file() else src
+    lms = {os.path.normpath(k): v for k, v in read_landmarks(root).items()}
+    if not lms: raise FileNotFoundError(f"align: landmarks='file' needs {root/LANDMARKS} (path,x0,y0,...,x67,y67), "
+                                        "which is missing or empty: let the detector find them (landmarks='detect')")
+    return {r: lms[p] for r in rels if (p := os.path.normpath(base/r)) in lms}
+
 def _write_manifest(src:Path, base:Path, dst:Path, lms:dict) -> Path:
     "Copy the manifest `src` into `dst` (same place relative to `base`) with the crops' paths; skipped rows left out."
     df, out = _manifest(src), dst/os.path.relpath(src, base)
@@ -321,6 +332,7 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
                   margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
                   detector:str='hog', # one of DETECTORS
                   det_size:int=512, # the detector sees each photo resized to this longer side
+                  landmarks:str='detect', # 'detect' (dlib) or 'file' (the source set's landmarks.csv)
                   n_workers:int=1, # processes aligning photos (dlib uses one core each)
                   progress:bool=True, # show a progress bar (where someone watches) and print the summary
                   save_every:float=30., # seconds between saves of landmarks.csv and the report (resume points)
@@ -331,22 +343,29 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
     base, rels = _sources(src)
     _check_apart(base, dst)
     if not rels: raise ValueError(f"align: no image files in {src}")
-    dlib_models(detector)  # a missing extra fails here, before DST is touched
+    if landmarks not in LANDMARK_SOURCES:
+        raise ValueError(f"align: landmarks={landmarks!r}: choose one of {', '.join(LANDMARK_SOURCES)}")
+    given = _given(src, base, rels) if landmarks == 'file' else None
+    if given is None: dlib_models(detector)  # a missing extra fails here, before DST is touched
     lm_root = dst/os.path.relpath(src.parent, base) if src.is_file() else dst
-    record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src), settings=settings.to_dict())
+    record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src), settings=settings.to_dict(),
+                  landmarks=landmarks)
     old = _claim(dst, record)
     lms, report = _done(dst, lm_root, rels) if old else ({}, {})
     by_name = {}
     for r in rels: by_name.setdefault(_png(r), []).append(r)
     for r in rels:
-        if r not in lms and r not in report and (first := by_name[_png(r)][0]) != r:
+        if r in lms or r in report: continue
+        if (first := by_name[_png(r)][0]) != r:
             report[r] = ('name_clash', f"its crop would be {_png(r)}, like that of {first}: rename one")
+        elif given is not None and r not in given: report[r] = ('no_landmarks', f"not in the source set's {LANDMARKS}")
     todo = [r for r in rels if r not in lms and r not in report]
     manifest_missing = src.is_file() and not (dst/os.path.relpath(src, base)).is_file()
     if work := bool(todo or manifest_missing or not (old or {}).get('complete')):
         dst.mkdir(parents=True, exist_ok=True)
         write_atomic(dst/ALIGNED, lambda tmp: tmp.write_text(json.dumps({**record, 'complete': False}, indent=1)))
-        results = _results([(base/r, dst/_png(r), settings) for r in todo], n_workers)
+        results = _results([(base/r, dst/_png(r), settings, None if given is None else given[r])
+                            for r in todo], n_workers)
         if progress and interactive(): results = progress_bar(results, total=len(todo), leave=False)
         saved = time.monotonic()
         try:
@@ -372,3 +391,76 @@ def summary_line(summary:dict) -> str:
     s, n = summary, sum(summary['skipped'].values())
     why = f" ({', '.join(f'{k} {v}' for k, v in s['skipped'].items())}), listed in {s['report']}" if n else ''
     return f"align: {s['aligned']} faces aligned in {s['dst']} ({s['new']} new); {n} photos skipped{why}"
+
+# %% ../nbs/02a_faces.ipynb #3317038a
+def read_alignment(path, # a data folder, CSV manifest or image file
+                  ) -> AlignSettings|None:
+    "The settings of the aligned set that holds `path` (the nearest aligned.json at or above it); None outside any."
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    for d in ([p] if p.is_dir() else []) + list(p.parents):
+        if not (f := d/ALIGNED).is_file(): continue
+        try: return AlignSettings.from_dict(json.loads(f.read_text())['settings'])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{f} was not written by ssl_mae align ({type(e).__name__}: {e}): "
+                             "align the set again into a new folder") from None
+    return None
+
+# %% ../nbs/02a_faces.ipynb #7da65865
+def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
+                 settings:AlignSettings=AlignSettings(), # how the detector's training faces were aligned
+                ) -> tuple[np.ndarray, bool]:
+    "The crop a detector trained on `settings` sees of `img` (itself if it is one), and whether it was aligned here."
+    img, s = as_rgb(img), settings
+    face = main_face(landmarks(img, s.detector, s.det_size))
+    if img.shape[:2] == (s.size, s.size) and looks_aligned(face.lms, s): return img, False
+    return align(img, face.lms, s.size, s.margin)[0], True
+
+# %% ../nbs/02a_faces.ipynb #7eab42f0
+def _differ(a:AlignSettings, b:AlignSettings) -> str:
+    "The fields where settings `a` differ from `b`, as text."
+    return ', '.join(f"{k}={v!r}, not {getattr(b, k)!r}" for k, v in a.to_dict().items() if v != getattr(b, k))
+
+def face_inputs(paths, # image files
+                settings:AlignSettings, # how the detector's training faces were aligned
+               ):
+    "For each file: (image, 'set' | 'crop' | 'photo'), how it was prepared for the detector, or (None, why not)."
+    sets, warned = {}, set()  # {folder: the settings of the aligned set holding it}, read once per folder
+    for p in map(Path, paths):
+        if p.parent not in sets: sets[p.parent] = read_alignment(p.parent)
+        if (s := sets[p.parent]) not in (None, settings, *warned):
+            warned.add(s)
+            warnings.warn(f"{p.parent} holds faces aligned otherwise ({_differ(s, settings)}) than the detector's "
+                          "training faces: each is aligned again from its crop. Better: align the raw photos with "
+                          "the detector's settings")
+        try:
+            img = read_photo(p)
+            if s == settings and img.shape[:2] == (s.size, s.size): yield img, 'set'
+            else:
+                crop, here = prepare_face(img, settings)
+                yield crop, 'photo' if here else 'crop'
+        except (FaceError, BadImageError, FileNotFoundError) as e: yield None, str(e)
+
+# %% ../nbs/02a_faces.ipynb #1bfdd4e9
+def crop_margin(lms, # (68, 2) landmarks found on a square image
+                size:int, # its side in pixels
+                tol:float=.02, # largest anchor distance from the fitted template, as a share of `size`
+               ) -> float|None:
+    "The margin of the template the landmarks sit on (an aligned crop of unknown margin), or None (a raw photo)."
+    c, d = template(1, 0), (anchors(lms) + .5)/size - .5  # anchors about the centre: d = c/(1 + 2·margin)
+    k = (c*d).sum()/(c*c).sum()
+    m = (1/k - 1)/2 if k > 0 else -1.
+    return float(m) if 0 <= m <= 2 and np.abs(d - k*c).max() <= tol else None
+
+def sample_margin(paths, # image files
+                  n:int=8, # look at up to this many of them, spread over the list
+                  det_size:int=256, # the detector's view: a crop's one large face needs no more
+                 ) -> float|None:
+    "The median margin when 3/4 of the faces in square images of a sample of `paths` look aligned, else None."
+    found = []
+    for p in list(paths)[::max(1, len(paths)//n)][:n]:
+        try: img = read_photo(p)
+        except (BadImageError, FileNotFoundError): continue
+        if img.shape[0] == img.shape[1] and (faces := landmarks(img, det_size=det_size)):
+            found.append(crop_margin(faces[0].lms, img.shape[0]))
+    crops = [m for m in found if m is not None]
+    return float(np.median(crops)) if crops and len(crops) >= .75*len(found) else None

@@ -8,6 +8,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 # %% ../nbs/08_learner.ipynb #d7c78c91
 from __future__ import annotations
 import json, warnings
+from itertools import islice
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -22,15 +23,16 @@ from .model import MaskedAutoencoder
 from .detector import MADClassifier, vit_splitter
 from .checkpoints import load_pretrained
 from .losses import mad_loss
-from .data import CLASSES, class_weights as weights_of, mad_test_dl, image_files, bad_images
+from .data import CLASSES, RGBImage, class_weights as weights_of, mad_test_dl, image_files, bad_images
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
 from .viz import plot_det, plot_roc, plot_score_hist
 from .callbacks import *
 from .runs import *
 
 # %% auto #0
-__all__ = ['mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'score_images', 'check_test_styles',
-           'write_report', 'evaluate', 'predict', 'load_exported', 'CPUDistributedDL', 'ddp_ctx']
+__all__ = ['mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'alignment', 'score_images',
+           'check_inputs', 'check_test_styles', 'write_report', 'evaluate', 'predict', 'load_exported',
+           'CPUDistributedDL', 'ddp_ctx']
 
 # %% ../nbs/08_learner.ipynb #60ea2f0b
 def _adamw(cfg:MAEConfig): return partial(Adam, mom=cfg.betas[0], sqr_mom=cfg.betas[1], eps=1e-8)
@@ -100,20 +102,63 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
                         loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg), splitter=vit_splitter, metrics=metrics)
 
 # %% ../nbs/08_learner.ipynb #7c2accc5
+def alignment(learn:Learner):
+    "The `faces.AlignSettings` of the faces the detector was trained on, or None (its images were only resized)."
+    if (a := getattr(getattr(learn, 'cfg', None), 'align', None)) is None: return None
+    from ssl_mae.faces import AlignSettings  # the faces module only for detectors trained on aligned faces
+    return AlignSettings.from_dict(a)
+
+def _preds(learn:Learner, items:list) -> np.ndarray:
+    "P(morph) of image paths or images, with validation transforms."
+    return learn.get_preds(dl=mad_test_dl(learn.dls, items))[0].numpy().reshape(-1) if items else np.zeros(0)
+
 def score_images(learn:Learner, # a detector learner (or one from `load_learner`)
-                 source, # a table with a `path` column (labels optional) or a list of image paths
-                ) -> np.ndarray:
-    "P(morph) of each image of `source`, with validation transforms."
-    preds, _ = learn.get_preds(dl=mad_test_dl(learn.dls, source))
-    return preds.numpy().reshape(-1)
+                 source, # a table with a `path` column, or a list of image paths
+                 chunk:int=256, # images prepared and held in memory at a time (detectors of aligned faces)
+                ) -> pd.DataFrame:
+    "Each image's path, score (P(morph)) and how it was prepared; NaN and the reason for a face it cannot align."
+    paths = list(map(str, source['path'] if isinstance(source, pd.DataFrame) else source))
+    if (s := alignment(learn)) is None:
+        return pd.DataFrame(dict(path=paths, score=_preds(learn, paths), how='resized', error=''))
+    from ssl_mae.faces import face_inputs
+    rows, todo = [], face_inputs(paths, s)
+    while part := list(islice(todo, chunk)):
+        got = iter(_preds(learn, [RGBImage.create(img) for img, _ in part if img is not None]))
+        rows += [(np.nan, '', how) if img is None else (next(got), how, '') for img, how in part]
+    return pd.DataFrame(rows, columns=['score', 'how', 'error']).assign(path=paths)[['path', 'score', 'how', 'error']]
 
 def _warn_polarity(learn:Learner):
     "Warn when the validation AUC is below 0.5, the sign of flipped labels (no check without validation data)."
     if not getattr(learn.dls.valid, 'n', 0): return  # e.g. a learner from `load_learner`
-    preds, targs = learn.get_preds(dl=learn.dls.valid)
+    items = learn.dls.valid.items
+    res = score_images(learn, items)
+    ok = res['error'].eq('').to_numpy()
+    preds, targs = torch.tensor(res['score'].to_numpy()[ok]), torch.tensor(items['label'].to_numpy()[ok])
     if len(set(targs.tolist())) == 2 and (auc := mad_metrics(preds, targs)['auc']) < 0.5:
         warnings.warn(f"Validation AUC is {auc:.3f} < 0.5: the labels may be flipped (ssl_mae uses bona fide = 0, "
                       "morph = 1)")
+
+def check_inputs(learn:Learner, # the detector
+                 scored:pd.DataFrame, # `score_images`' result
+                ):
+    "Warn when images differ from the detector's training images: raw photos (aligned here) or aligned crops."
+    if (s := alignment(learn)) is not None:
+        if n := int(scored['how'].eq('photo').sum()):
+            warnings.warn(f"{n} of {len(scored)} images were not aligned face crops: each was aligned as the "
+                          f"detector's training faces were ({s.size} px, margin {s.margin}, {s.detector} detector)")
+        return
+    from ssl_mae.faces import read_alignment, sample_margin
+    paths = list(scored['path'])
+    if found := {a for d in {Path(p).parent for p in paths} if (a := read_alignment(d))}:
+        what = f"faces of an aligned set ({', '.join(f'{a.size} px, margin {a.margin}' for a in found)})"
+    else:
+        try: m = sample_margin(paths)
+        except ImportError: return  # no dlib: nothing to look with
+        if m is None: return
+        what = f"aligned face crops (margin about {m:.2f})"
+    warnings.warn(f"The images look like {what}, but the detector was trained on images that were only resized (its "
+                  "config has no `align`): its scores may not mean what they did in training. Score images prepared "
+                  "like its training images, or train it on the aligned set with `align` in its config")
 
 def check_test_styles(table:pd.DataFrame):
     "A clear error, before anything is scored, for a test style without bona fide or without morph images."
@@ -142,11 +187,23 @@ def evaluate(learn:Learner, # a trained detector
     "Score every test image, report per-style ISO/IEC 30107-3 metrics, and write scores, metrics and plots."
     table = pd.concat(tests.values(), ignore_index=True) if isinstance(tests, dict) else tests.reset_index(drop=True)
     check_test_styles(table)
-    scores = table[['path', 'style', 'label']].assign(score=score_images(learn, table))
+    res = score_images(learn, table)
+    check_inputs(learn, res)
+    ok, cols = res['error'].eq('').to_numpy(), ['path', 'style', 'label']
+    scores = table.loc[ok, cols].assign(score=res['score'].to_numpy()[ok]).reset_index(drop=True)
+    left = table.loc[~ok, cols].assign(error=res['error'].to_numpy()[~ok])
+    if len(left):
+        why = (f"{len(left)} of {len(table)} test photos whose face could not be aligned (e.g. "
+               f"{left['path'].iloc[0]}: {left['error'].iloc[0]})")
+        try: check_test_styles(scores)
+        except ValueError as e: raise ValueError(f"{e}; that is after leaving out {why}") from None
     if train_style is not None: scores.insert(0, 'train_style', train_style)
     _warn_polarity(learn)
     out = Path(out) if out else new_run_dir(learn.path, 'eval')
     report = write_report(scores, out)
+    if len(left):
+        write_atomic(out/'unscored.csv', lambda tmp: left.to_csv(tmp, index=False))
+        warnings.warn(f"The metrics leave out {why}: they are listed in {out/'unscored.csv'}")
     if plots:
         for name, plot in [('det', plot_det), ('roc', plot_roc), ('scores', plot_score_hist)]:
             plot(scores, save=out/f'{name}.png')  # a Figure outside pyplot: nothing to close
@@ -157,7 +214,7 @@ def predict(src, # a detector Learner, or the path of one saved with `learn.expo
             images, # a folder (searched recursively), or a list of image paths
             threshold:float=0.5, # images with score >= threshold are called morphs
            ) -> pd.DataFrame:
-    "Score images: path, score (P(morph)), decision (1 morph, 0 bona fide), and why an image could not be read."
+    "Score images: path, score (P(morph)), decision (1 morph, 0 bona fide), and why an image could not be scored."
     learn = src if isinstance(src, Learner) else load_exported(src)
     folder = isinstance(images, (str, Path)) and Path(images).is_dir()
     paths = list(map(str, image_files(images) if folder else images))
@@ -165,11 +222,14 @@ def predict(src, # a detector Learner, or the path of one saved with `learn.expo
     bad = bad_images(paths)
     if len(bad) == len(paths):
         raise ValueError(f"None of the {len(paths)} images could be read, e.g. {next(iter(bad.values()))}")
-    ok = [p for p in paths if p not in bad]
-    scores = dict(zip(ok, score_images(learn, ok)))
+    res = score_images(learn, [p for p in paths if p not in bad])
+    check_inputs(learn, res)
+    if res['score'].isna().all():
+        raise ValueError(f"None of the {len(paths)} images could be scored, e.g. {res['path'][0]}: {res['error'][0]}")
+    scores, why = dict(zip(res['path'], res['score'])), {**bad, **dict(zip(res['path'], res['error']))}
     s = pd.Series([scores.get(p, np.nan) for p in paths], dtype=float)
     decision = (s >= threshold).astype('Int64').mask(s.isna())
-    return pd.DataFrame(dict(path=paths, score=s, decision=decision, error=[bad.get(p, '') for p in paths]))
+    return pd.DataFrame(dict(path=paths, score=s, decision=decision, error=[why[p] for p in paths]))
 
 def load_exported(path) -> Learner:
     "A learner saved by `learn.export()`, with a clear error when `path` is not one."
@@ -181,6 +241,8 @@ def load_exported(path) -> Learner:
         except Exception as e: raise ValueError(f"{path} is not a learner saved by learn.export(): {e}") from None
     if not hasattr(learn, 'cfg'):
         raise ValueError(f"{path} was exported by an older ssl_mae (no learn.cfg): export it again")
+    try: alignment(learn)
+    except ValueError as e: raise ValueError(f"{path} was trained on faces this ssl_mae cannot align alike: {e}") from None
     return learn
 
 # %% ../nbs/08_learner.ipynb #d09c0646

@@ -171,7 +171,7 @@ class RunLog(Callback):
 # %% ../nbs/07a_runs.ipynb #3b1ecfa6
 class NonFiniteLoss(Callback):
     "Stop training with a clear error at the first non-finite loss, before its backward pass."
-    order = JointMAE.order + 1  # after the joint loss is complete
+    order, run_valid = JointMAE.order + 1, False  # after the joint loss is complete; training batches only
     def after_loss(self):
         if torch.isfinite(self.learn.loss_grad).all(): return
         last = self.path/self.model_dir/'last.pth'

@@ -287,7 +287,7 @@ def test_predict_scores_the_readable_images(work, untouched, detector, capsys):
     out = capsys.readouterr().out
     p = pd.read_csv(work/'mixed.csv', keep_default_na=False)
     assert len(p) == 5 and (p['error'] != '').sum() == 2
-    assert '3 images scored' in out and '2 images could not be read' in out
+    assert '3 images scored' in out and '2 images could not be scored' in out
     assert str(mixed/'empty.png') in out and str(mixed/'text.jpg') in out
     only_bad = work/'only-bad'
     only_bad.mkdir(); (only_bad/'a.png').write_bytes(b'')

@@ -1,7 +1,7 @@
 """Face alignment end to end on real sample photos (scikit-image's `data` module, shipped in its wheel): equivariance
 to a known rotation, scale and shift; `align_dataset` on every layout (seed, style-first, CSV manifest, plain tree)
 with its report, resume and refusals; `ssl_mae align` as a subprocess; a missing `faces` extra."""
-import hashlib, json, os, signal, subprocess, sys, time
+import hashlib, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import cv2, numpy as np, pandas as pd, pytest
 import skimage.data
@@ -10,7 +10,7 @@ from ssl_mae import faces
 from ssl_mae.cli import main
 from ssl_mae.data import scan_mad
 from ssl_mae.faces import (REPORT, AlignSettings, FaceError, align, align_dataset, align_image, anchors, landmarks,
-                           looks_aligned, read_photo, template)
+                           looks_aligned, read_alignment, read_photo, template)
 from ssl_mae.synth import make_dataset, read_landmarks
 
 EXE = Path(sys.executable).parent/'ssl_mae'
@@ -252,6 +252,7 @@ def test_style_first_layout_and_manifest(tmp_path):
     t = scan_mad(tmp_path/'dst2'/'set.csv')
     assert set(t['path']) <= set(read_landmarks(tmp_path/'dst2')) and t['label'].tolist() == [0, 0, 1, 0, 0]
     assert report(tmp_path/'dst2') == {'LMA/train/morph/cam-vs-b.jpg': 'no_face'}
+    assert read_alignment(tmp_path/'dst2'/'set.csv') == AlignSettings() and read_alignment(src/'set.csv') is None
     with pytest.raises(ValueError, match='inside the source data'): align_dataset(src/'set.csv', src/'x')
 
 def test_synthetic_seed_layout(tmp_path):
@@ -265,6 +266,44 @@ def test_synthetic_seed_layout(tmp_path):
     assert {Path(p).parts[0] for p in done} == {'bonafide', 'morph'}  # seed layout: label/style/split/file
     assert all(len(Path(p).parts) == 4 for p in done)
 
+def test_synthetic_set_aligned_with_its_own_landmarks(tmp_path):
+    "landmarks='file': every face aligns with the exact landmarks (no detector); unlisted photos are reported."
+    src = make_dataset(tmp_path/'syn', n_subjects=4, img_size=112, styles=['LMA'], progress=False)
+    true = read_landmarks(src)
+    s = align_dataset(src, tmp_path/'dst', size=64, margin=.1, landmarks='file', progress=False)
+    assert (s['aligned'], s['skipped']) == (len(true), {})
+    for f, lms in true.items():
+        crop, moved_lms = align(Image.open(f), lms, 64, .1)
+        out = tmp_path/'dst'/Path(f).relative_to(src)
+        assert np.array_equal(np.asarray(Image.open(out)), crop)
+        assert np.abs(read_landmarks(tmp_path/'dst')[str(out)] - moved_lms).max() < 1e-3
+        assert np.abs(anchors(moved_lms) - template(64, .1)).max() < .05*64  # exact landmarks: on the template
+    rec = json.loads((tmp_path/'dst'/'aligned.json').read_text())
+    assert rec['landmarks'] == 'file' and read_alignment(tmp_path/'dst') == AlignSettings(size=64, margin=.1)
+    with pytest.raises(FileExistsError, match="landmarks='file', not 'detect'"):
+        align_dataset(src, tmp_path/'dst', size=64, margin=.1, progress=False)
+    # a photo the file does not list is reported; a source without landmarks.csv is refused
+    mixed = tmp_path/'mixed'
+    shutil.copytree(src, mixed)
+    save(mixed, 'bonafide/LMA/P1/astronaut.jpg', ASTRONAUT)
+    s = align_dataset(mixed, tmp_path/'dst2', size=64, landmarks='file', progress=False)
+    assert s['skipped'] == {'no_landmarks': 1} and report(tmp_path/'dst2') == {'bonafide/LMA/P1/astronaut.jpg':
+                                                                               'no_landmarks'}
+    save(tmp_path/'plain', 'a.jpg', ASTRONAUT)
+    with pytest.raises(FileNotFoundError, match=r"needs .*plain/landmarks\.csv"):
+        align_dataset(tmp_path/'plain', tmp_path/'dst3', landmarks='file', progress=False)
+    assert not (tmp_path/'dst3').exists()
+    with pytest.raises(ValueError, match='detect, file'): align_dataset(src, tmp_path/'dst4', landmarks='dlib')
+
+def test_sets_made_before_the_landmarks_record_resume(photos, aligned, tmp_path):
+    "An aligned.json without `landmarks` (phase 1) was made with the detector: it resumes as such."
+    dst, _ = aligned
+    old = tmp_path/'old'
+    shutil.copytree(dst, old)
+    rec = json.loads((old/'aligned.json').read_text()); rec.pop('landmarks')
+    (old/'aligned.json').write_text(json.dumps(rec))
+    assert align_dataset(photos, old, progress=False)['new'] == 0
+
 # The command line
 
 def test_cli_align(photos, tmp_path):
@@ -276,6 +315,7 @@ def test_cli_align(photos, tmp_path):
         AlignSettings(size=128, margin=.1)
     assert Image.open(tmp_path/'dst'/'people'/'astronaut.png').size == (128, 128)
     one_line_error(ssl_mae('align', photos/'things', tmp_path/'none'), 'no face could be aligned', 'no_face 2')
+    one_line_error(ssl_mae('align', photos, tmp_path/'x', '--landmarks', 'file'), 'landmarks.csv')
 
 def test_cli_align_errors_in_process(photos, aligned, tmp_path, capsys):
     dst, _ = aligned
