@@ -1,10 +1,28 @@
-# The two commands of the README. Each needs only python3 (>= 3.10, with venv and pip) and make.
+# The commands of the README. Each needs only python3 (>= 3.10, with venv and pip) and make.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo sources nbtest pytest export clean-venv
+# make lab: where JupyterLab listens and what it serves, e.g. `make lab PORT=8899`; on a remote machine
+# `make lab IP=0.0.0.0` (or an ssh tunnel to the default loopback address) and open the printed URL.
+# TOKEN empty: the server draws a random token and prints it in the URL.
+IP       ?= 127.0.0.1
+PORT     ?= 8888
+TOKEN    ?=
+LAB_DIR  ?= nbs
+LAB_ARGS ?=
+# a browser tab opens only on a desktop (X11, Wayland or macOS); otherwise open the printed URL yourself
+NO_BROWSER ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s)),,--no-browser)
+# as root (as in many containers) Jupyter refuses to start unless told; its kernels then run as root
+ALLOW_ROOT  = $(if $(ROOT_USER),--allow-root)
+ROOT_USER   = $(filter 0,$(shell id -u))
+
+# make test-browser: the Chromium it drives (Debian's `chromium` package, installed with apt when missing)
+CHROMIUM ?= /usr/bin/chromium
+SUDO      = $(if $(ROOT_USER),,sudo)
+
+.PHONY: test demo lab test-browser sources nbtest pytest export clean-venv
 
 # (Re)install the project with its dev extra whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -24,6 +42,22 @@ nbtest: $(STAMP) sources
 
 pytest: $(STAMP) sources nbtest
 	$(BIN)/python -m pytest -q tests
+
+## make lab: JupyterLab on nbs/ with the .venv's Python as the notebooks' kernel (python3); prints its URL
+lab: $(STAMP)
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --ServerApp.ip=$(IP) \
+	  --ServerApp.port=$(PORT) $(if $(TOKEN),--IdentityProvider.token=$(TOKEN)) $(NO_BROWSER) \
+	  $(ALLOW_ROOT) $(LAB_ARGS)
+
+## make test-browser: a tutorial runs top to bottom in JupyterLab in headless Chromium (minutes; not in `make test`)
+test-browser: $(VENV)/.installed-browser
+	test -x $(CHROMIUM) || $(SUDO) apt-get install -y chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m browser tests/test_browser.py
+
+$(VENV)/.installed-browser: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,browser]"
+	touch $@
 
 ## make demo: the main job on the embedded synthetic benchmark (writes under runs/)
 demo: $(STAMP)

@@ -15,7 +15,7 @@ from .detector import morph_score
 
 # %% auto #0
 __all__ = ['OPERATING_POINTS', 'RATE_COLS', 'MD_COLS', 'checked', 'det_points', 'apcer_bpcer', 'mad_metrics', 'md_table',
-           'StyleReport', 'style_report', 'DEER', 'BPCERAtAPCER', 'AUC']
+           'trained_styles', 'StyleReport', 'style_report', 'DEER', 'BPCERAtAPCER', 'AUC']
 
 # %% ../nbs/05_metrics.ipynb #c46f0892
 def _np(x):
@@ -131,6 +131,10 @@ def md_table(df:pd.DataFrame, # the table; its index is not shown (use `reset_in
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)
 
 # %% ../nbs/05_metrics.ipynb #9432351e
+def trained_styles(train) -> set:
+    "The morph styles a detector trained on, from its train style: 'LMA', 'LMA+pseudo' (mix), 'pseudo' (bona fide only)."
+    return set(str(train).split('+'))
+
 def _one_train_style(tab:pd.DataFrame, train) -> pd.DataFrame:
     "Rows of `style_report` for the scores of one detector: one per test style, then the pooled set."
     pool = tab.drop_duplicates('path') if 'path' in tab else tab
@@ -138,19 +142,21 @@ def _one_train_style(tab:pd.DataFrame, train) -> pd.DataFrame:
     pooled = mad_metrics(pool.score, pool.label, tag('the pooled set'))
     at_t = lambda g: dict(zip(('apcer_at_pooled_t', 'bpcer_at_pooled_t'),
                               apcer_bpcer(g.score, g.label, pooled['d_eer_threshold'])))
-    rows = [dict(style=st, **mad_metrics(g.score, g.label, tag(st)), **at_t(g))
+    seen = lambda st: {} if train is None else dict(seen='in-style' if st in trained_styles(train) else 'unseen')
+    rows = [dict(style=st, **seen(st), **mad_metrics(g.score, g.label, tag(st)), **at_t(g))
             for st, g in tab.groupby('style', sort=False)]
     worst = max(r['apcer_at_pooled_t'] for r in rows)
     rows.append(dict(style='pooled', **pooled, **at_t(pool), worst_case_apcer=worst))
     return pd.DataFrame(rows).assign(**({} if train is None else dict(train_style=train)))
 
 # %% ../nbs/05_metrics.ipynb #90cbaf93
-MD_COLS = ('train_style', 'style', 'n_bonafide', 'n_morph', 'auc', 'd_eer', 'bpcer_at_apcer_5', 'bpcer_at_apcer_10',
-           'bpcer_at_apcer_20', 'apcer_at_pooled_t', 'worst_case_apcer')
+MD_COLS = ('train_style', 'style', 'seen', 'n_bonafide', 'n_morph', 'auc', 'd_eer', 'bpcer_at_apcer_5',
+           'bpcer_at_apcer_10', 'bpcer_at_apcer_20', 'apcer_at_pooled_t', 'worst_case_apcer')
+_UNSEEN = ('d_eer', 'bpcer_at_apcer_10')  # the metrics summarised over unseen styles
 
 @dataclass
 class StyleReport:
-    "Per-style metrics of one or more detectors: `.table`, `.matrix(metric)`, `.markdown()`."
+    "Per-style metrics of one or more detectors: `.table`, `.matrix(metric)`, `.unseen()`, `.markdown()`."
     table: pd.DataFrame  # one row per (train style,) test style, plus one `pooled` row per train style
 
     @property
@@ -166,14 +172,42 @@ class StyleReport:
         tests = [s for s in self.table['style'].unique() if s != 'pooled']
         return m.loc[self.train_styles, tests + ['pooled']]
 
+    def unseen(self) -> pd.DataFrame:
+        "Per train style: its unseen test styles, and the mean and worst (with its style) D-EER and BPCER@APCER10."
+        if 'seen' not in self.table: return pd.DataFrame(columns=['train_style'])
+        rows = []
+        for train, g in self.table[self.table['seen'] == 'unseen'].groupby('train_style', sort=False):
+            r = dict(train_style=train, unseen_styles=', '.join(g['style']))
+            for k in _UNSEEN:
+                worst = g.loc[g[k].idxmax()]
+                r.update({f'mean_{k}': g[k].mean(), f'worst_{k}': worst[k], f'worst_{k}_style': worst['style']})
+            rows.append(r)
+        return pd.DataFrame(rows, columns=None if rows else ['train_style'])
+
+    def _marked(self, metric:str) -> pd.DataFrame:
+        "The matrix of `metric` in %, in-style cells marked `*`, with the mean and worst over unseen styles."
+        m, u = self.matrix(metric), self.unseen().set_index('train_style')
+        out = m.map(lambda v: _cell(v, True))
+        for train in m.index:
+            for st in m.columns.drop('pooled'):
+                if st in trained_styles(train): out.loc[train, st] += ' *'
+        for agg in ('mean', 'worst'):
+            if f'{agg}_{metric}' in u: out[f'unseen {agg}'] = [_cell(u[f'{agg}_{metric}'].get(t), True) for t in m.index]
+        return out.reset_index()
+
     def markdown(self) -> str:
-        "The table (rates in %), and the D-EER and BPCER@APCER=10 % matrices when there are several train styles."
+        "The table (rates in %), the unseen-style summary, and with several train styles the marked matrices."
         out = ['Rates in %; `apcer_at_pooled_t`: APCER at the pooled D-EER threshold.\n',
                md_table(self.table[[c for c in MD_COLS if c in self.table]])]
+        for r in self.unseen().itertuples():
+            out.append(f"\nTrained on {r.train_style}, unseen styles ({r.unseen_styles}): D-EER mean "
+                       f"{100 * r.mean_d_eer:.2f} %, worst {100 * r.worst_d_eer:.2f} % ({r.worst_d_eer_style}); "
+                       f"BPCER@APCER=10 % mean {100 * r.mean_bpcer_at_apcer_10:.2f} %, worst "
+                       f"{100 * r.worst_bpcer_at_apcer_10:.2f} % ({r.worst_bpcer_at_apcer_10_style}).")
         if len(self.train_styles) > 1:
             for k, title in (('d_eer', 'D-EER (%)'), ('bpcer_at_apcer_10', 'BPCER at APCER = 10 % (%)')):
-                out += [f'\n{title}, train style (rows) × test style (columns):\n',
-                        md_table((m := self.matrix(k)).reset_index(), pct=m.columns)]
+                out += [f'\n{title}, train style (rows) × test style (columns); * in-style:\n',
+                        md_table(self._marked(k), pct=())]
         return '\n'.join(out)
 
     def _repr_markdown_(self): return self.markdown()

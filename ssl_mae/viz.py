@@ -7,10 +7,10 @@ Docs: https://ssl-mae.github.io/ssl_mae/viz.html.md"""
 
 # %% ../nbs/06_viz.ipynb #6eab9a21
 from __future__ import annotations
-import math
+import io, math
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from matplotlib.figure import Figure
+import matplotlib.figure
 from scipy.stats import norm
 from .metrics import checked, det_points, mad_metrics
 from fastai.data.transforms import Normalize
@@ -18,8 +18,17 @@ from .config import IMAGENET_MEAN, IMAGENET_STD
 from .model import patch_mean_var
 
 # %% auto #0
-__all__ = ['DET_TICKS', 'finish', 'score_sets', 'plot_det', 'plot_roc', 'plot_score_hist', 'reconstruct', 'show_reconstructions',
-           'norm_stats', 'patch_errors', 'plot_error_map', 'training_history', 'plot_training_curves']
+__all__ = ['DET_TICKS', 'Figure', 'finish', 'score_sets', 'plot_det', 'plot_roc', 'plot_score_hist', 'reconstruct',
+           'show_reconstructions', 'norm_stats', 'patch_errors', 'plot_error_map', 'training_history',
+           'plot_training_curves']
+
+# %% ../nbs/06_viz.ipynb #0e741005
+class Figure(matplotlib.figure.Figure):
+    "A matplotlib `Figure` that Jupyter shows as a PNG even when no pyplot backend has been set up."
+    def _repr_png_(self):
+        buf = io.BytesIO()
+        self.savefig(buf, format='png', bbox_inches='tight')
+        return buf.getvalue()
 
 # %% ../nbs/06_viz.ipynb #24c8d429
 def finish(fig:Figure, save=None) -> Figure:
