@@ -4,6 +4,7 @@ Modules:
 
 - `ssl_mae.cli`: `ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, one-line errors and a prompt `--help`.
 - `ssl_mae.learner`: `mae_learner` pretrains, `mad_learner` fine-tunes a detector, both as runs that resume through fastai's `start_epoch`; `evaluate` and `predict` score images.
+- `ssl_mae.lora`: LoRA adapters (peft) on a frozen pretrained encoder: the detector's `adapter='lora'`, its parameter groups, and merging the adapters into the weights for export.
 - `ssl_mae.losses`: The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction loss that joint training adds.
 - `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
 - `ssl_mae.runs`: One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own `start_epoch`, and console output that suits a notebook, a terminal or a log file.

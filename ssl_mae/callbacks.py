@@ -134,6 +134,7 @@ class FreezeStrategy(Callback):
         return n_groups
 
     def before_train(self):
-        n = len(self.learn.opt.param_lists)
-        k = self.trainable_groups(self.epoch, n)
-        self.learn.freeze_to(n - k)
+        "Freeze what this epoch doesn't train, when that changes (fastai's `freeze_to` clears the optimiser state)."
+        opt = self.learn.opt
+        frozen = len(opt.param_lists) - self.trainable_groups(self.epoch, len(opt.param_lists))
+        if frozen != getattr(opt, 'frozen_idx', 0): self.learn.freeze_to(frozen)  # a new optimiser freezes nothing

@@ -13,8 +13,8 @@ from fastcore.basics import patch
 from fastcore.imports import in_notebook
 
 # %% auto #0
-__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'convert',
-           'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
+__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'LORA_TARGETS', 'IMAGENET_MEAN',
+           'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
 
 # %% ../nbs/00_config.ipynb #b5267c10
 STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the seed data
@@ -22,6 +22,8 @@ FREEZE_STRATEGIES = ('none', 'backbone_only', 'freeze_except_lastN', 'gradual_un
 LOSSES = ('bce', 'ce', 'margin')  # weighted BCE (1 logit), weighted CE (2 logits), margin loss
 POOLS = ('token', 'avg', 'max')  # classifier input: cls token, mean or element-wise max of patch tokens
 SCHEDULERS = ('cosine', 'constant')  # learning-rate schedules
+ADAPTERS = ('full', 'lora')  # fine-tuning: every weight, or low-rank adapters on a frozen encoder
+LORA_TARGETS = ('q', 'k', 'v', 'proj', 'fc1', 'fc2')  # layers of an encoder block LoRA can adapt
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # %% ../nbs/00_config.ipynb #6d71a004
@@ -125,6 +127,12 @@ class MAEConfig:
     mid_epochs: int = 5  # gradual_unfreeze: head + last N blocks before this epoch, then all
     # preprocessing
     align: dict | None = None  # faces.AlignSettings of the aligned faces trained on; None: images are only resized
+    # adaptation (fine-tuning)
+    adapter: str = 'full'  # 'full': fine-tune every weight; 'lora': low-rank adapters on a frozen encoder
+    lora_rank: int = 4  # rank r of each LoRA adapter
+    lora_alpha: float = 4.0  # an adapter adds (lora_alpha / lora_rank)·B·A to its layer's weight
+    lora_dropout: float = 0.1  # dropout on each adapter's input
+    lora_targets: list[str] = field(default_factory=lambda: ['q', 'v'])  # block layers adapted (LORA_TARGETS)
     # data protocol and augmentation
     train_dataset: str = 'LMA'  # morph style trained on (P2)
     test_datasets: list[str] = field(default_factory=lambda: list(STYLES))  # styles tested on (P1)
@@ -162,16 +170,16 @@ def num_patches(self:MAEConfig) -> int:
 # %% ../nbs/00_config.ipynb #d90f9a67
 def _problems(c:MAEConfig):
     "(field, value, what is allowed) for each field of `c` that is out of range."
-    pos_ints = 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth decoder_num_heads proj_dim num_epochs batch_size'
+    pos_ints = 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth decoder_num_heads proj_dim num_epochs batch_size lora_rank'
     yield from ((k, getattr(c, k), 'a positive integer') for k in pos_ints.split() if getattr(c, k) < 1)
-    pos = 'mlp_ratio learning_rate pretrain_base_lr'
+    pos = 'mlp_ratio learning_rate pretrain_base_lr lora_alpha'
     yield from ((k, getattr(c, k), 'a positive number') for k in pos.split() if not getattr(c, k) > 0)
     nonneg = 'margin recon_weight weight_decay rotate_deg freeze_lastN warmup_epochs'
     yield from ((k, getattr(c, k), 'zero or more') for k in nonneg.split() if not getattr(c, k) >= 0)
-    unit = 'mask_ratio dropout_p drop_path blur_p color_jitter'
+    unit = 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout'
     yield from ((k, getattr(c, k), 'a number in [0, 1)') for k in unit.split() if not 0 <= getattr(c, k) < 1)
     for k, allowed in [('loss', LOSSES), ('freeze_strategy', FREEZE_STRATEGIES), ('global_pool', POOLS),
-                       ('lr_scheduler', SCHEDULERS)]:
+                       ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS)]:
         if getattr(c, k) not in allowed: yield k, getattr(c, k), f"one of {', '.join(allowed)}"
     if c.patch_size >= 1 and any(s < 1 or s % c.patch_size for s in c.img_hw):
         yield 'img_size', c.img_size, f'positive and divisible by patch_size={c.patch_size}'
@@ -184,6 +192,9 @@ def _problems(c:MAEConfig):
     if not 0 < c.layer_decay <= 1: yield 'layer_decay', c.layer_decay, 'a number in (0, 1]'
     if not 0 < c.train_val_pct < 1: yield 'train_val_pct', c.train_val_pct, 'a number in (0, 1)'
     if c.freeze_lastN > c.depth: yield 'freeze_lastN', c.freeze_lastN, f'at most depth={c.depth}'
+    if not (t := c.lora_targets) or len(set(t)) < len(t) or set(t) - set(LORA_TARGETS):
+        yield 'lora_targets', t, f"distinct names from {', '.join(LORA_TARGETS)}, at least one"
+    if c.lora_rank > c.embed_dim: yield 'lora_rank', c.lora_rank, f'at most embed_dim={c.embed_dim}'
     if c.mid_epochs < c.warmup_epochs: yield 'mid_epochs', c.mid_epochs, f'at least warmup_epochs={c.warmup_epochs}'
     if not 0 < c.crop_scale[0] <= c.crop_scale[1]: yield 'crop_scale', c.crop_scale, '(low, high) with 0 < low <= high'
     for k in ('mean', 'std'):

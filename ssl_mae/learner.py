@@ -21,6 +21,7 @@ from fastai.distributed import DistributedDL
 from .config import MAEConfig, interactive, write_atomic
 from .model import MaskedAutoencoder
 from .detector import MADClassifier, vit_splitter
+from .lora import adapt, lora_splitter
 from .checkpoints import load_pretrained
 from .losses import mad_loss
 from .data import CLASSES, RGBImage, class_weights as weights_of, mad_test_dl, image_files, bad_images
@@ -81,7 +82,7 @@ def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file, or any
 
 # %% ../nbs/08_learner.ipynb #1833ffb8
 def layer_decay_lr(cfg:MAEConfig):
-    "Learning rates over the `vit_splitter` groups: a geometric slice ending at `cfg.learning_rate`."
+    "Learning rates over the detector's parameter groups: a geometric slice ending at `cfg.learning_rate`."
     lr, n = cfg.learning_rate, cfg.depth + 2
     return lr if cfg.layer_decay == 1 else slice(lr * cfg.layer_decay ** (n - 1), lr)
 
@@ -97,9 +98,13 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
     cw = class_weights or cfg.class_weights or weights_of(dls.train.items['label'])
     joint = [JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []
     metrics = [DEER(), BPCERAtAPCER(0.1), *(m for j in joint for m in j.part_metrics)]
-    model = MADClassifier.from_cfg(load_encoder(encoder, cfg), cfg)  # load_encoder seeds the RNGs first
+    model = adapt(MADClassifier.from_cfg(load_encoder(encoder, cfg), cfg), cfg)  # load_encoder seeds the RNGs first
+    if cfg.adapter == 'lora' and encoder is None and not run_state(path):  # (a resumed run loads its weights)
+        warnings.warn("adapter='lora' without an encoder trains adapters on a frozen random encoder: "
+                      "pass the pretrained encoder")
     return _run_learner(dls, model, cfg, path, 'finetune', 'd_eer', [FreezeStrategy.from_config(cfg), *joint, *L(cbs)],
-                        loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg), splitter=vit_splitter, metrics=metrics)
+                        loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg), metrics=metrics,
+                        splitter=lora_splitter if cfg.adapter == 'lora' else vit_splitter)
 
 # %% ../nbs/08_learner.ipynb #7c2accc5
 def alignment(learn:Learner):
