@@ -1,4 +1,4 @@
-"""Procedural faces with exact landmarks, three morph styles and a MAD folder set written from them, so that every demo, tutorial and test runs without licence-restricted data.
+"""Procedural faces with exact landmarks, three morph styles and a MAD folder set, so no demo needs restricted data.
 
 Docs: https://ssl-mae.github.io/ssl_mae/synth.html.md"""
 
@@ -25,17 +25,19 @@ __all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'LAN
 
 # %% ../nbs/01_synth.ipynb #5da7ff57
 def _rng(seed, *key):
-    "A random generator for `seed` and the thing `key` names: independent of the order things are made in."
+    "A generator for `seed` and the thing `key` names: independent of the order things are made in."
     return np.random.default_rng([seed, *key])
 
 # %% ../nbs/01_synth.ipynb #41b5442c
 SKINS = ((.96, .80, .68), (.38, .24, .16))  # lightest and darkest skin tone (RGB, 0-1)
-HAIRS = ((.08, .06, .05), (.25, .16, .09), (.45, .30, .17), (.80, .68, .45), (.60, .25, .10), (.62, .62, .62))
+HAIRS = ((.08, .06, .05), (.25, .16, .09), (.45, .30, .17), (.80, .68, .45), (.60, .25, .10),
+         (.62, .62, .62))
 IRISES = ((.35, .20, .10), (.45, .35, .15), (.30, .45, .65), (.30, .45, .30), (.45, .50, .55))
 
 def _pick(r, palette, jitter=.04):
     "A colour of `palette` with a little random jitter."
-    return np.clip(np.array(palette[r.integers(len(palette))]) + r.uniform(-jitter, jitter, 3), 0, 1)
+    c = np.array(palette[r.integers(len(palette))])
+    return np.clip(c + r.uniform(-jitter, jitter, 3), 0, 1)
 
 # %% ../nbs/01_synth.ipynb #14744fec
 def traits(seed:int, subject:int) -> NS:
@@ -44,15 +46,18 @@ def traits(seed:int, subject:int) -> NS:
     t, bg = u(), np.clip(.5*u(.3, .9) + .5*u(.2, .95, 3), 0, 1)
     skin = np.clip((1 - t)*np.array(SKINS[0]) + t*np.array(SKINS[1]) + u(-.03, .03, 3), 0, 1)
     hair = _pick(r, HAIRS)
-    return NS(cx=u(.48, .52), eye_y=u(.40, .44), face_w=u(.24, .30), jaw_h=u(.28, .33), jaw_p=u(1.6, 3.2),
-              fore_h=u(.16, .21), eye_dx=u(.095, .115), eye_w=u(.038, .05), eye_h=u(.013, .02),
-              eye_lo=u(.009, .014), eye_tilt=u(-.006, .008), brow_gap=u(.035, .055), brow_w=u(.05, .068),
-              brow_arch=u(.004, .018), brow_t=u(.006, .014), nose_len=u(.11, .15), nose_w=u(.028, .045),
-              mouth_gap=u(.05, .075), mouth_w=u(.055, .078), lip_up=u(.008, .015), lip_lo=u(.01, .02),
-              skin=skin, lips=np.clip(skin*(.85, .55, .55) + u(-.05, .05, 3), 0, 1), iris=_pick(r, IRISES),
-              hair=hair, brows=hair*u(.5, .9), bald=r.random() < .08, hair_w=u(1.08, 1.3), hair_top=u(.02, .09),
-              hair_len=u(0, .4)*(r.random() < .6), hairline=u(.45, .85), fringe=u(-.03, .03), part=u(-.6, .6),
-              bg=bg, bg2=np.clip(bg*u(.75, 1.15, 3), 0, 1), bg_dir=u(0, 2*np.pi), shirt=u(.05, .9, 3),
+    return NS(cx=u(.48, .52), eye_y=u(.40, .44), face_w=u(.24, .30), jaw_h=u(.28, .33),
+              jaw_p=u(1.6, 3.2), fore_h=u(.16, .21), eye_dx=u(.095, .115), eye_w=u(.038, .05),
+              eye_h=u(.013, .02), eye_lo=u(.009, .014), eye_tilt=u(-.006, .008),
+              brow_gap=u(.035, .055), brow_w=u(.05, .068), brow_arch=u(.004, .018),
+              brow_t=u(.006, .014), nose_len=u(.11, .15), nose_w=u(.028, .045),
+              mouth_gap=u(.05, .075), mouth_w=u(.055, .078), lip_up=u(.008, .015),
+              lip_lo=u(.01, .02), skin=skin,
+              lips=np.clip(skin*(.85, .55, .55) + u(-.05, .05, 3), 0, 1), iris=_pick(r, IRISES),
+              hair=hair, brows=hair*u(.5, .9), bald=r.random() < .08,
+              hair_w=u(1.08, 1.3), hair_top=u(.02, .09), hair_len=u(0, .4)*(r.random() < .6),
+              hairline=u(.45, .85), fringe=u(-.03, .03), part=u(-.6, .6), bg=bg,
+              bg2=np.clip(bg*u(.75, 1.15, 3), 0, 1), bg_dir=u(0, 2*np.pi), shirt=u(.05, .9, 3),
               moles=u((-.7, .04), (.7, .28), (r.poisson(2.5), 2)), tex=u(.01, .035),
               tex_seed=int(r.integers(2**31)))
 
@@ -60,8 +65,9 @@ def traits(seed:int, subject:int) -> NS:
 def capture(seed:int, subject:int, k:int) -> NS:
     "Pose, expression, gaze and lighting of image `k` of `subject`."
     r = _rng(seed, 2, subject, k); u = r.uniform
-    return NS(rot=u(-5, 5), scale=u(.95, 1.05), shift=u(-.025, .025, 2), yaw=u(-.02, .02), smile=u(0, .8),
-              open=u(.005, .03)*(r.random() < .35), brow=u(-.006, .01), gaze=u(-1, 1, 2),
+    return NS(rot=u(-5, 5), scale=u(.95, 1.05), shift=u(-.025, .025, 2), yaw=u(-.02, .02),
+              smile=u(0, .8), open=u(.005, .03)*(r.random() < .35), brow=u(-.006, .01),
+              gaze=u(-1, 1, 2),
               light=u(0, .25), light_dir=u(0, 2*np.pi), bright=u(.88, 1.06), cast=u(.96, 1.04, 3))
 
 # %% ../nbs/01_synth.ipynb #868ec5ab
@@ -80,9 +86,9 @@ def parts(f:NS, c:NS) -> NS:
     def eye(side, u, lower=False):  # u from the left (-1) to the right (1) corner
         return np.stack([cx + side*f.eye_dx + y + f.eye_w*u,
                          ey + (f.eye_lo if lower else -f.eye_h)*q(u)**.8 - side*f.eye_tilt*u], -1)
-    def nose(t): return np.stack([cx + y*(1 + t), ey + .75*f.nose_len*t], -1)  # bridge, t from 0 to 1 (tip)
+    def nose(t): return np.stack([cx + y*(1 + t), ey + .75*f.nose_len*t], -1)  # bridge, t: 0-1
     def nostrils(u): return np.stack([cx + 2*y + f.nose_w*u, ny + .008*q(u)*np.cos(np.pi*u/2)], -1)
-    def lip(u, edge):  # edge: 'up' (outer upper), 'seam', 'inner' (inner lower) or 'lo' (outer lower)
+    def lip(u, edge):  # 'up' (outer upper), 'seam', 'inner' (inner lower) or 'lo' (outer lower)
         bow = 1 - .35*np.exp(-(u/.18)**2)
         dy = dict(up=-f.lip_up*np.sqrt(q(u))*bow, seam=0*u, inner=c.open*q(u),
                   lo=c.open*q(u) + f.lip_lo*q(u)**.6)[edge]
@@ -91,16 +97,18 @@ def parts(f:NS, c:NS) -> NS:
 
 # %% ../nbs/01_synth.ipynb #848696e9
 def landmarks(f:NS, c:NS) -> np.ndarray:
-    "The 68 iBUG landmarks (x, y) in unit canvas coordinates, before pose: samples of the drawn outlines."
+    "The 68 iBUG landmarks (x, y; unit canvas coordinates) before pose: samples of the outlines."
     g, u = parts(f, c), np.array([-1, -.35, .35, 1])
     lip = np.array([-1, -.66, -.28, 0, .28, .66, 1])
     return np.concatenate([
-        g.jaw(np.pi*(1 - np.arange(17)/16)),                                          # 0-16 jaw
-        g.brow(-1, np.linspace(1, -1, 5)), g.brow(1, np.linspace(-1, 1, 5)),          # 17-26 brows
-        g.nose(np.linspace(0, 1, 4)), g.nostrils(np.linspace(-1, 1, 5)),              # 27-35 nose
-        g.eye(-1, u), g.eye(-1, u[2:0:-1], True), g.eye(1, u), g.eye(1, u[2:0:-1], True),  # 36-47 eyes
-        g.lip(lip, 'up'), g.lip(lip[-2:0:-1], 'lo'),                                   # 48-59 outer lips
-        g.lip(np.array([-.85, -.35, 0, .35, .85]), 'seam'), g.lip(np.array([.35, 0, -.35]), 'inner')])  # 60-67
+        g.jaw(np.pi*(1 - np.arange(17)/16)),                                  # 0-16 jaw
+        g.brow(-1, np.linspace(1, -1, 5)), g.brow(1, np.linspace(-1, 1, 5)),  # 17-26 brows
+        g.nose(np.linspace(0, 1, 4)), g.nostrils(np.linspace(-1, 1, 5)),      # 27-35 nose
+        g.eye(-1, u), g.eye(-1, u[2:0:-1], True),                             # 36-41 left eye
+        g.eye(1, u), g.eye(1, u[2:0:-1], True),                               # 42-47 right eye
+        g.lip(lip, 'up'), g.lip(lip[-2:0:-1], 'lo'),                          # 48-59 outer lips
+        g.lip(np.array([-.85, -.35, 0, .35, .85]), 'seam'),                   # 60-64 inner upper
+        g.lip(np.array([.35, 0, -.35]), 'inner')])                            # 65-67 inner lower
 
 # %% ../nbs/01_synth.ipynb #7f213645
 def _ellipse(c, ax, n=24):
@@ -109,7 +117,7 @@ def _ellipse(c, ax, n=24):
     return np.stack([c[0] + ax[0]*np.cos(t), c[1] + ax[1]*np.sin(t)], -1)
 
 def _mask(S, polys, box=None):
-    "Anti-aliased coverage (0-1) of polygons `polys` (unit coordinates) on an SxS canvas, as (box, array)."
+    "Anti-aliased coverage (0-1) of polygons `polys` (unit coordinates) on an SxS canvas: box, m."
     pts = [np.asarray(p)*S for p in polys]
     if box is None:
         a = np.concatenate(pts)
@@ -118,7 +126,8 @@ def _mask(S, polys, box=None):
         box = np.s_[y0:max(y0, y1), x0:max(x0, x1)]
     m = np.zeros((box[0].stop - box[0].start, box[1].stop - box[1].start), np.uint8)
     off = (box[1].start, box[0].start)
-    cv2.fillPoly(m, [np.round((p - off)*16).astype(np.int32) for p in pts], 255, cv2.LINE_AA, shift=4)
+    pts = [np.round((p - off)*16).astype(np.int32) for p in pts]  # 4 bits of sub-pixel precision
+    cv2.fillPoly(m, pts, 255, cv2.LINE_AA, shift=4)
     return box, m.astype(np.float32)/255
 
 def _paint(img, mask, colour):
@@ -127,10 +136,9 @@ def _paint(img, mask, colour):
     img[box] += m[..., None]*((colour[box] if colour.ndim == 3 else colour) - img[box])
 
 def _noise(seed, S, scale, aniso=1):
-    "A smooth random field (std about 1) on an SxS canvas, blobs `scale` px wide and `aniso` times as tall."
-    r = np.random.default_rng(seed)
-    return cv2.resize(r.standard_normal((max(2, S//(scale*aniso)), max(2, S//scale))).astype(np.float32), (S, S),
-                      interpolation=cv2.INTER_CUBIC)
+    "A smooth random field (std ~1) on an SxS canvas: blobs `scale` px wide, `aniso` times as tall."
+    z = np.random.default_rng(seed).standard_normal((max(2, S//(scale*aniso)), max(2, S//scale)))
+    return cv2.resize(z.astype(np.float32), (S, S), interpolation=cv2.INTER_CUBIC)
 
 @lru_cache(maxsize=8)
 def _grid(S):
@@ -139,36 +147,40 @@ def _grid(S):
 
 # %% ../nbs/01_synth.ipynb #582a19ea
 def _head(img, f, c, g):
-    "Paint background, hair, neck, shirt, ears, the face's textured skin, moles and fringe on canvas `img`."
+    "Paint background, hair, neck, shirt, ears, the face's textured skin, moles, fringe on `img`."
     S, (yy, xx), (ey, cx, fw) = img.shape[0], _grid(img.shape[0]), (f.eye_y, f.cx, f.face_w)
     d = (np.cos(f.bg_dir)*(xx - .5) + np.sin(f.bg_dir)*(yy - .5) + .5)[..., None]
-    img[:] = (f.bg*(1 - d) + f.bg2*d)*(1 + .04*_noise(f.tex_seed + 1, S, S//6))[..., None]  # gradient, blotches
+    blotches = 1 + .04*_noise(f.tex_seed + 1, S, S//6)
+    img[:] = (f.bg*(1 - d) + f.bg2*d)*blotches[..., None]  # a gradient with blotches
     t = np.linspace(0, np.pi, 25)
     a, b = fw*f.hair_w, f.fore_h + f.hair_top + .01
     cap = np.stack([cx + a*np.cos(t), ey + .01 - b*np.sin(t)], -1)  # top of the hair, right to left
     strands = f.hair*(1 + .08*_noise(f.tex_seed + 3, S, 2, aniso=6))[..., None]
     back = np.r_[[[cx + a, ey + f.hair_len + .05]], cap, [[cx - a, ey + f.hair_len + .05]]]
     if not f.bald: _paint(img, _mask(S, [back]), strands)
-    _paint(img, _mask(S, [[[cx - .5*fw, ey + .1], [cx + .5*fw, ey + .1], [cx + .55*fw, 1.1], [cx - .55*fw, 1.1]]]),
-           f.skin*.82)
+    neck = [[cx - .5*fw, ey + .1], [cx + .5*fw, ey + .1], [cx + .55*fw, 1.1], [cx - .55*fw, 1.1]]
+    _paint(img, _mask(S, [neck]), f.skin*.82)
     _paint(img, _mask(S, [_ellipse((cx, 1.12), (.46, .22))]), f.shirt)
-    for s in (-1, 1): _paint(img, _mask(S, [_ellipse((cx + s*(fw + .012) + .5*c.yaw, ey + .05), (.022, .05))]),
-                             f.skin*.9)
+    for s in (-1, 1):  # ears
+        ear = _ellipse((cx + s*(fw + .012) + .5*c.yaw, ey + .05), (.022, .05))
+        _paint(img, _mask(S, [ear]), f.skin*.9)
     fore = np.stack([cx + .97*fw*np.cos(t), ey + .01 - (f.fore_h + .01)*np.sin(t)], -1)
     box, m = fm = _mask(S, [np.r_[g.jaw(np.linspace(np.pi, 0, 33)), fore]])
     _paint(img, fm, f.skin)
     rim = np.clip(((xx[box] - cx)/fw)**2 + ((yy[box] - ey - .08)/(f.jaw_h + .02))**2, 0, 1.2)**2
     tex = f.tex*(_noise(f.tex_seed, S, 3)[box] + .5*_noise(f.tex_seed + 2, S, 12)[box])
     img[box] *= (1 + m*(tex - .15*rim))[..., None]
-    for p in f.moles: _paint(img, _mask(S, [_ellipse((cx + p[0]*fw, ey + p[1]), (.005, .005), 12)]), f.skin*.55)
+    for p in f.moles:
+        _paint(img, _mask(S, [_ellipse((cx + p[0]*fw, ey + p[1]), (.005, .005), 12)]), f.skin*.55)
     if not f.bald:
         v = np.linspace(-1.05, 1.05, 25)
-        edge = np.stack([cx + fw*v, ey - f.fore_h*f.hairline + f.fringe*np.cos(np.pi*(v - f.part))], -1)
+        hy = ey - f.fore_h*f.hairline + f.fringe*np.cos(np.pi*(v - f.part))
+        edge = np.stack([cx + fw*v, hy], -1)
         _paint(img, _mask(S, [np.r_[edge, cap]]), strands)
 
 # %% ../nbs/01_synth.ipynb #d0a4b3a9
 def _features(img, f, c, g):
-    "Paint brows, eyes (iris, pupil and highlight clipped by the lids), nose and lips on canvas `img`."
+    "Paint brows, eyes (iris, pupil, highlight clipped by the lids), nose and lips on canvas `img`."
     S, u = img.shape[0], np.linspace(-1, 1, 13)
     for s in (-1, 1):
         br, w = g.brow(s, u), (f.brow_t*(1.1 - .25*(u + 1)))[:, None]*[0, .5]
@@ -176,15 +188,20 @@ def _features(img, f, c, g):
         up, lo = g.eye(s, u), g.eye(s, u, True)
         box, m = em = _mask(S, [np.r_[up, lo[::-1]]])
         _paint(img, em, (.92, .9, .88))
-        ic, ir = (f.cx + s*f.eye_dx + c.yaw + .3*f.eye_w*c.gaze[0], f.eye_y + .15*f.eye_h*c.gaze[1]), .42*f.eye_w
-        for col, rad, off in ((f.iris, ir, 0), ((.04, .03, .03), .45*ir, 0), ((1, 1, 1), .16*ir, -.35*ir)):
-            _paint(img, (box, m*_mask(S, [_ellipse((ic[0] + off, ic[1] + off), (rad, rad), 16)], box)[1]), col)
+        ic = (f.cx + s*f.eye_dx + c.yaw + .3*f.eye_w*c.gaze[0], f.eye_y + .15*f.eye_h*c.gaze[1])
+        ir = .42*f.eye_w
+        dots = (f.iris, ir, 0), ((.04, .03, .03), .45*ir, 0), ((1, 1, 1), .16*ir, -.35*ir)
+        for col, rad, off in dots:  # iris, pupil, highlight
+            dot = _mask(S, [_ellipse((ic[0] + off, ic[1] + off), (rad, rad), 16)], box)[1]
+            _paint(img, (box, m*dot), col)
         _paint(img, _mask(S, [np.r_[up - [0, .005], up[::-1]]]), f.brows*.5)  # lash line
-        _paint(img, _mask(S, [_ellipse(g.nostrils(np.array([s*.45]))[0], (.3*f.nose_w, .006), 12)]), f.skin*.45)
+        nostril = _ellipse(g.nostrils(np.array([s*.45]))[0], (.3*f.nose_w, .006), 12)
+        _paint(img, _mask(S, [nostril]), f.skin*.45)
     bridge = g.nose(u[6:])
-    _paint(img, _mask(S, [np.r_[bridge, (bridge + [.006, 0])[::-1]]]), f.skin*.88)  # shade beside the bridge
+    _paint(img, _mask(S, [np.r_[bridge, (bridge + [.006, 0])[::-1]]]), f.skin*.88)  # bridge shade
     _paint(img, _mask(S, [np.r_[g.lip(u, 'up'), g.lip(u[::-1], 'lo')]]), f.lips)
-    _paint(img, _mask(S, [np.r_[g.lip(.85*u, 'seam'), g.lip(.85*u[::-1], 'inner') + [0, .003]]]), f.lips*.35)
+    gap = np.r_[g.lip(.85*u, 'seam'), g.lip(.85*u[::-1], 'inner') + [0, .003]]  # between the lips
+    _paint(img, _mask(S, [gap]), f.lips*.35)
 
 # %% ../nbs/01_synth.ipynb #543a2de3
 def _pose(f:NS, c:NS, S:int) -> np.ndarray:
@@ -200,48 +217,52 @@ def posed_landmarks(f:NS, c:NS, size:int) -> np.ndarray:
     lm = (landmarks(f, c)*S - .5) @ M[:, :2].T + M[:, 2]  # canvas pixels, centres at integers
     return ((lm + .5)/2 - .5).astype(np.float32)
 
+# %% ../nbs/01_synth.ipynb #b2f84894
 def render(f:NS, # the subject's `traits`
            c:NS, # the image's `capture` parameters
            size:int # output side in pixels
           ) -> tuple[np.ndarray, np.ndarray]:
-    "Image (size x size x 3 float RGB, 0-1) and its 68 landmarks (pixel x, y) of subject `f` in capture `c`."
+    "Subject `f` in capture `c`: the image (float RGB, 0-1) and its 68 landmarks (pixel x, y)."
     S, g = 2*size, parts(f, c)  # drawn at twice the size, then area-averaged: anti-aliasing
     img = np.empty((S, S, 3), np.float32)
     _head(img, f, c, g); _features(img, f, c, g)
     yy, xx = _grid(S)
     slope = np.cos(c.light_dir)*(xx - .5) + np.sin(c.light_dir)*(yy - .5)
     img *= c.bright*c.cast*(1 + c.light*slope)[..., None]
-    img = cv2.warpAffine(img, _pose(f, c, S), (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    img = cv2.warpAffine(img, _pose(f, c, S), (S, S), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
     img = np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
     return img, posed_landmarks(f, c, size)
 
+# %% ../nbs/01_synth.ipynb #48592b72
 @lru_cache(maxsize=1024)
 def face(seed:int, subject:int, k:int, size:int) -> tuple[np.ndarray, np.ndarray]:
-    "Image `k` of synthetic `subject` (seed `seed`) at `size` px with its landmarks; cached (morph parents recur)."
+    "Image `k` of synthetic `subject` for `seed` at `size` px, and its landmarks; cached."
     return render(traits(seed, subject), capture(seed, subject, k), size)
 
 # %% ../nbs/01_synth.ipynb #6e0968a7
 def border_points(size:int) -> np.ndarray:
-    "Eight points on the image's outer edge (corners and mid-sides): with them, the triangles cover every pixel."
+    "Eight points on the image's outer edge (corners, mid-sides): triangles then cover every pixel."
     a, m, b = -.5, (size - 1)/2, size - .5
     return np.array([[a, a], [m, a], [b, a], [b, m], [b, b], [m, b], [a, b], [a, m]], np.float32)
 
-def warp_maps(dst:np.ndarray, # (n, 2) target points (x, y), covering the image (see `border_points`)
+# %% ../nbs/01_synth.ipynb #84b3af78
+def warp_maps(dst:np.ndarray, # (n, 2) target points (x, y) covering the image (`border_points`)
               *srcs:np.ndarray, # (n, 2) source point sets, one per image to warp
               size:int # image side in pixels
              ) -> list:
-    "Per source point set, dense `cv2.remap` maps moving it onto `dst`: piecewise affine on `dst`'s triangles."
+    "Dense `cv2.remap` maps moving each source point set onto `dst`: affine on `dst`'s triangles."
     dst = np.asarray(dst, np.float64)
     tri = Triangulation(*dst.T, Delaunay(dst).simplices)
     p = np.mgrid[:size, :size][::-1].reshape(2, -1).T.astype(np.float64)  # (x, y) of every pixel
     s = tri.get_trifinder()(*p.T)  # the triangle each pixel lies in
     assert (s >= 0).all(), 'some pixels lie outside the triangulation: add border_points'
     V = dst[tri.triangles]  # (triangle, corner, xy)
-    A = np.linalg.inv(np.swapaxes(V[:, :2] - V[:, 2:], 1, 2))  # p - corner 2 -> weights of corners 0, 1
+    A = np.linalg.inv(np.swapaxes(V[:, :2] - V[:, 2:], 1, 2))  # p - corner 2 -> weights of 0, 1
     b = np.einsum('nij,nj->ni', A[s], p - V[s, 2])
     w, ids = np.c_[b, 1 - b.sum(1)], tri.triangles[s]
-    return [tuple(np.einsum('nk,nkd->dn', w, np.asarray(src, np.float64)[ids]).reshape(2, size, size)
-                  .astype(np.float32)) for src in srcs]
+    maps = [np.einsum('nk,nkd->dn', w, np.asarray(src, np.float64)[ids]) for src in srcs]
+    return [tuple(m.reshape(2, size, size).astype(np.float32)) for m in maps]
 
 # %% ../nbs/01_synth.ipynb #dd647ddd
 def _remap(img, maps): return cv2.remap(img, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -250,8 +271,9 @@ def warp(img:np.ndarray, src:np.ndarray, dst:np.ndarray) -> np.ndarray:
     "`img` with its points `src` moved onto `dst`: one dense map, one remap, no per-triangle seams."
     return _remap(img, warp_maps(dst, src, size=img.shape[0])[0])
 
+# %% ../nbs/01_synth.ipynb #a54916da
 def warp_pair(a, la, b, lb, alpha:float=.5):
-    "Parents `a`, `b` (landmarks `la`, `lb`) warped to their landmarks' average (weight `alpha` on `b`), and that."
+    "`a`, `b` warped to the mean of landmarks `la`, `lb` (weight `alpha` on `b`), and that mean."
     bp = border_points(a.shape[0])
     pa, pb = np.r_[la, bp], np.r_[lb, bp]
     avg = (1 - alpha)*pa + alpha*pb
@@ -260,7 +282,7 @@ def warp_pair(a, la, b, lb, alpha:float=.5):
 
 # %% ../nbs/01_synth.ipynb #894ebbc4
 def hull_mask(lm:np.ndarray, size:int, feather:float=0.) -> np.ndarray:
-    "Mask (0-1) of the inner face: convex hull of jaw and brows (brows lifted), edge blurred by `feather` px."
+    "Mask (0-1) of the inner face: hull of jaw and lifted brows, edge blurred by `feather` px."
     pts = np.r_[lm[:17], lm[17:27] - [0, .04*size]]
     hull = cv2.convexHull(np.round(pts*16).astype(np.int32))
     m = cv2.fillConvexPoly(np.zeros((size, size), np.float32), hull, 1., cv2.LINE_AA, shift=4)
@@ -278,6 +300,7 @@ def full_morph(a, la, b, lb, alpha=.5, rng=None):
     wa, wb, _ = warp_pair(a, la, b, lb, alpha)
     return (1 - alpha)*wa + alpha*wb
 
+# %% ../nbs/01_synth.ipynb #f517a366
 def splice_morph(a, la, b, lb, alpha=.5, rng=None):
     "Face-hull splice: the morphed inner face pasted into parent `a` with a feathered edge."
     wa, wb, avg = warp_pair(a, la, b, lb, alpha)
@@ -285,49 +308,59 @@ def splice_morph(a, la, b, lb, alpha=.5, rng=None):
     k = hull_mask(avg, a.shape[0], feather)[..., None]
     return k*((1 - alpha)*wa + alpha*wb) + (1 - k)*wa
 
+# %% ../nbs/01_synth.ipynb #70aaac79
 def clean_morph(a, la, b, lb, alpha=.5, rng=None):
-    "Low-artefact morph: the inner face Poisson-blended into parent `a`, then re-sharpened and re-noised."
+    "Low-artefact morph: the inner face Poisson-blended into parent `a`, re-sharpened, re-noised."
     r, size = rng or np.random.default_rng(), a.shape[0]
     wa, wb, avg = warp_pair(a, la, b, lb, alpha)
     m = (hull_mask(avg, size) > .5).astype(np.uint8)*255
     m[:2], m[-2:], m[:, :2], m[:, -2:] = 0, 0, 0, 0  # seamlessClone needs a margin
     x, y, w, h = cv2.boundingRect(m)
-    img = cv2.seamlessClone(_u8((1 - alpha)*wa + alpha*wb), _u8(wa), m, (x + w//2, y + h//2), cv2.NORMAL_CLONE)
+    mix = _u8((1 - alpha)*wa + alpha*wb)
+    img = cv2.seamlessClone(mix, _u8(wa), m, (x + w//2, y + h//2), cv2.NORMAL_CLONE)
     img = _sharpen(img.astype(np.float32)/255, r)
     return img + r.normal(0, r.uniform(.005, .015), img.shape).astype(np.float32)
 
-SYNTH_STYLES = ('LMA', 'LMA_UBO', 'MorDiff')  # the synthetic styles' folder names, borrowed from the seed data
+# %% ../nbs/01_synth.ipynb #5b411fb5
+SYNTH_STYLES = ('LMA', 'LMA_UBO', 'MorDiff')  # synthetic styles' folders, named like real styles
 MORPHS = dict(zip(SYNTH_STYLES, (full_morph, splice_morph, clean_morph)))
 
 # %% ../nbs/01_synth.ipynb #f4c93dbe
 def degrade(img:np.ndarray, # float RGB image, 0-1
             rng:np.random.Generator # draws this image's chain parameters
            ) -> np.ndarray:
-    "The capture chain every image goes through, bona fide or morph: resampling, blur, sharpening, noise, JPEG."
+    "The capture chain every image goes through: resampling, blur, sharpening, noise, JPEG."
     size, r = img.shape[0], rng
     small = cv2.resize(img, (round(size*r.uniform(.45, .8)),)*2, interpolation=cv2.INTER_AREA)
     img = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     if (s := r.uniform(0, .8)) > .25: img = cv2.GaussianBlur(img, (0, 0), s)
     if r.random() < .5: img = _sharpen(img, r)  # as many cameras do
     img = img + r.normal(0, r.uniform(1.5, 8)/255, img.shape).astype(np.float32)
-    ok, buf = cv2.imencode('.jpg', _u8(img)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(75, 97))])
+    q = int(r.integers(75, 97))
+    ok, buf = cv2.imencode('.jpg', _u8(img)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 # %% ../nbs/01_synth.ipynb #a99eca48
 PARENTS = 4  # captures per subject that morphs are made from (never written as bona fide images)
 
-def plan(n_subjects:int=120, styles=SYNTH_STYLES, seed:int=0, per_subject:int=2, bonafide_frac:float=.36) -> list:
-    "Every file of a set: (path, style, (subject, k)) for bona fide, (path, style, ((a, ka), (b, kb))) for morphs."
+def plan(n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
+         styles=SYNTH_STYLES, # morph styles (names in SYNTH_STYLES)
+         seed:int=0, # the set's seed
+         per_subject:int=2, # bona fide images per subject in each style folder
+         bonafide_frac:float=.36 # share of bona fide images in each style folder
+        ) -> list:
+    "Every file of a set: (path, style, who), who (subject, k) or, for a morph, ((a, ka), (b, kb))."
     subs, jobs = _rng(seed, 5).permutation(np.arange(1, n_subjects + 1)), []
+    halves = (('P1', sorted(subs[:n_subjects//2])), ('P2', sorted(subs[n_subjects//2:])))
     for st in styles:
         si = SYNTH_STYLES.index(st)
-        for part, half in (('P1', sorted(subs[:n_subjects//2])), ('P2', sorted(subs[n_subjects//2:]))):
+        for part, half in halves:
             bona = [(int(s), si*per_subject + j + 1) for s in half for j in range(per_subject)]
             jobs += [(f'bonafide/{st}/{part}/{s:05d}-{k}.png', st, (s, k)) for s, k in bona]
             r, morphs = _rng(seed, 4, si, int(part[1])), {}
             while len(morphs) < round(len(bona)*(1 - bonafide_frac)/bonafide_frac):
-                (a, b), (ka, kb) = r.choice(half, 2, replace=False), (len(SYNTH_STYLES)*per_subject + 1
-                                                                     + r.integers(PARENTS, size=2))
+                a, b = r.choice(half, 2, replace=False)
+                ka, kb = len(SYNTH_STYLES)*per_subject + 1 + r.integers(PARENTS, size=2)
                 morphs.setdefault(f'morph/{st}/{part}/{a:05d}d{ka}-vs-{b:05d}d{kb}.png',
                                   ((int(a), int(ka)), (int(b), int(kb))))
             jobs += [(p, st, ab) for p, ab in morphs.items()]
@@ -335,33 +368,40 @@ def plan(n_subjects:int=120, styles=SYNTH_STYLES, seed:int=0, per_subject:int=2,
 
 # %% ../nbs/01_synth.ipynb #9b386acd
 def _job_rng(path:str, seed:int) -> np.random.Generator:
-    "The generator of one planned file, keyed by its name: independent of the order files are made in."
+    "The generator of one planned file, keyed by its name, not by the order files are made in."
     return _rng(seed, 3, zlib.crc32(path.encode()))
 
-def _alpha(r:np.random.Generator) -> float: return r.uniform(.42, .58)  # a morph's weight on parent B: first draw
+def _alpha(r:np.random.Generator) -> float:
+    "A morph's weight on parent B: the first draw of its file's generator."
+    return r.uniform(.42, .58)
 
 def make_image(path:str, style:str, who:tuple, # one entry of `plan`
                seed:int=0, size:int=112,
                chain:bool=True # False: skip `degrade` (to measure what it hides)
               ) -> np.ndarray:
-    "The image (uint8 RGB) of one `plan` entry: a bona fide capture or a morph of two parents, `degrade`d."
+    "The image (uint8 RGB) of one `plan` entry: a capture or a morph of two parents, `degrade`d."
     r = _job_rng(path, seed)
-    if path.startswith('bonafide'): img = render(traits(seed, who[0]), capture(seed, *who), size)[0]  # not cached
-    else: img = MORPHS[style](*face(seed, *who[0], size), *face(seed, *who[1], size), alpha=_alpha(r), rng=r)
+    if path.startswith('bonafide'):  # not cached: each capture is written once
+        img = render(traits(seed, who[0]), capture(seed, *who), size)[0]
+    else:
+        parents = (*face(seed, *who[0], size), *face(seed, *who[1], size))
+        img = MORPHS[style](*parents, alpha=_alpha(r), rng=r)
     return degrade(img, r) if chain else _u8(img)
-
-def image_landmarks(path:str, style:str, who:tuple, # one entry of `plan`
-                    seed:int=0, size:int=112) -> np.ndarray:
-    "The 68 landmarks (pixel x, y) of one `plan` entry's image, computed without drawing it."
-    if path.startswith('bonafide'): return posed_landmarks(traits(seed, who[0]), capture(seed, *who), size)
-    la, lb = (posed_landmarks(traits(seed, s), capture(seed, s, k), size) for s, k in who)
-    alpha = _alpha(_job_rng(path, seed))
-    return (1 - alpha)*la + alpha*lb
 
 def _write(job, root, seed, size):
     "Write one planned file whole (a killed run leaves no truncated image)."
     ok, png = cv2.imencode('.png', make_image(*job, seed, size)[..., ::-1])
     write_atomic(root/job[0], lambda tmp: tmp.write_bytes(png.tobytes()))
+
+# %% ../nbs/01_synth.ipynb #a366f31e
+def image_landmarks(path:str, style:str, who:tuple, # one entry of `plan`
+                    seed:int=0, size:int=112) -> np.ndarray:
+    "The 68 landmarks (pixel x, y) of one `plan` entry's image, computed without drawing it."
+    if path.startswith('bonafide'):
+        return posed_landmarks(traits(seed, who[0]), capture(seed, *who), size)
+    la, lb = (posed_landmarks(traits(seed, s), capture(seed, s, k), size) for s, k in who)
+    alpha = _alpha(_job_rng(path, seed))
+    return (1 - alpha)*la + alpha*lb
 
 # %% ../nbs/01_synth.ipynb #5dedd650
 LANDMARKS = 'landmarks.csv'  # a data set's landmarks file, at its root
@@ -373,15 +413,17 @@ def write_landmarks(root, # the data set's root folder
     "Write `root/landmarks.csv`, one row per image of `lms`, sorted by path."
     root, rows = Path(root), []
     for p, v in lms.items():
-        if np.shape(v) != (68, 2): raise ValueError(f"landmarks of {p}: shape {np.shape(v)}, expected (68, 2)")
-        rows.append([Path(os.path.relpath(root/p, root)).as_posix(), *np.asarray(v, np.float64).ravel()])
+        if np.shape(v) != (68, 2):
+            raise ValueError(f"landmarks of {p}: shape {np.shape(v)}, expected (68, 2)")
+        rel = Path(os.path.relpath(root/p, root)).as_posix()
+        rows.append([rel, *np.asarray(v, np.float64).ravel()])
     df = pd.DataFrame(rows, columns=_LM_COLS).sort_values('path')
-    return write_atomic(root/LANDMARKS, lambda tmp: df.to_csv(tmp, index=False, float_format='%.3f'))
+    return write_atomic(root/LANDMARKS, lambda f: df.to_csv(f, index=False, float_format='%.3f'))
 
 # %% ../nbs/01_synth.ipynb #818acd6d
 def read_landmarks(root, # the data set's root folder
                   ) -> dict:
-    "{absolute image path: (68, 2) float32 landmarks} from `root/landmarks.csv`; {} when there is none."
+    "{absolute image path: (68, 2) float32 landmarks} from `root/landmarks.csv`; {} without one."
     f = Path(root)/LANDMARKS
     if not f.is_file(): return {}
     fix = f"rewrite it with ssl_mae.synth.write_landmarks, or remove it"
@@ -389,10 +431,12 @@ def read_landmarks(root, # the data set's root folder
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"{f} is not a landmarks CSV ({type(e).__name__}): {fix}") from None
     if list(df.columns) != _LM_COLS:
-        raise ValueError(f"{f} has columns {', '.join(map(str, df.columns[:4]))}, ...: expected path,x0,y0,...,x67,y67; {fix}")
+        cols = ', '.join(map(str, df.columns[:4]))
+        raise ValueError(f"{f} has columns {cols}, ...: expected path,x0,y0,...,x67,y67; {fix}")
     xy = df[_LM_COLS[1:]].apply(pd.to_numeric, errors='coerce').to_numpy(np.float32)
     if bad := np.flatnonzero(~np.isfinite(xy).all(1)).tolist():
-        raise ValueError(f"{f}, line {bad[0] + 2}: landmarks must be 136 numbers ({len(bad)} bad rows); {fix}")
+        raise ValueError(f"{f}, line {bad[0] + 2}: landmarks must be 136 numbers "
+                         f"({len(bad)} bad rows); {fix}")
     base = Path(os.path.abspath(root))
     return {str(base/p): v.reshape(68, 2) for p, v in zip(df['path'], xy)}
 
@@ -402,12 +446,17 @@ MARKER = 'synth.json'  # the manifest make_dataset writes at the root of every s
 def _check(ok, name, value, want):
     if not ok: raise ValueError(f"make_dataset: {name}={value!r}: expected {want}")
 
-def _refuse(root, why): raise FileExistsError(f"make_dataset: {root} {why}; it deletes nothing: give a new or empty "
-                                              "folder (or remove that one yourself)")
+def _check_int(name, value, lo):
+    _check(isinstance(value, int) and value >= lo, name, value, f'an int >= {lo}')
+
+def _refuse(root, why):
+    raise FileExistsError(f"make_dataset: {root} {why}; it deletes nothing: give a new or empty "
+                          "folder (or remove that one yourself)")
 
 def _check_owned(root:Path, params:dict):
-    "Refuse a non-empty `root` that make_dataset did not make, or made with other parameters than `params`."
-    if not (root/MARKER).is_file(): _refuse(root, f"is not empty and has no {MARKER}, so make_dataset did not make it")
+    "Refuse a non-empty `root` that make_dataset did not make, or made with other parameters."
+    if not (root/MARKER).is_file():
+        _refuse(root, f"is not empty and has no {MARKER}, so make_dataset did not make it")
     try: old = json.loads((root/MARKER).read_text()).get('params')
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError): old = None
     if not isinstance(old, dict): _refuse(root, f"has a {MARKER} that make_dataset did not write")
@@ -415,22 +464,21 @@ def _check_owned(root:Path, params:dict):
         _refuse(root, f"holds a set made with other parameters ({'; '.join(diff)})")
 
 # %% ../nbs/01_synth.ipynb #5aac3f59
-def make_dataset(root, # folder to write: new, empty, or made by make_dataset with the same parameters
+def make_dataset(root, # folder to write: new, empty, or made by make_dataset with these parameters
                  n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
                  img_size:int=112, # image side in pixels
                  styles=SYNTH_STYLES, # morph styles to write (names in SYNTH_STYLES)
                  seed:int=0, # the same seed gives the same files
                  per_subject:int=2, # bona fide images per subject in each style folder
                  bonafide_frac:float=.36, # share of bona fide images in each style folder
-                 progress:bool=True # show a progress bar (where someone watches) and say what was written
+                 progress:bool=True # show a bar where someone watches; say what was written
                 ) -> Path:
-    "Write a synthetic MAD set `root/{bonafide,morph}/STYLE/{P1,P2}/*.png` with its landmarks; returns `root`."
+    "Write the MAD set `root/{bonafide,morph}/STYLE/{P1,P2}/*.png` with its landmarks; `root`."
     styles = (styles,) if isinstance(styles, str) else tuple(styles)
-    _check(isinstance(n_subjects, int) and n_subjects >= 4, 'n_subjects', n_subjects, 'an int >= 4')
-    _check(isinstance(img_size, int) and img_size >= 32, 'img_size', img_size, 'an int >= 32')
-    _check(styles and set(styles) <= set(SYNTH_STYLES), 'styles', styles, f'names from {SYNTH_STYLES}')
-    _check(isinstance(per_subject, int) and per_subject >= 1, 'per_subject', per_subject, 'an int >= 1')
-    _check(isinstance(seed, int) and seed >= 0, 'seed', seed, 'an int >= 0')
+    _check_int('n_subjects', n_subjects, 4); _check_int('img_size', img_size, 32)
+    _check(styles and set(styles) <= set(SYNTH_STYLES), 'styles', styles,
+           f'names from {SYNTH_STYLES}')
+    _check_int('per_subject', per_subject, 1); _check_int('seed', seed, 0)
     _check(0 < bonafide_frac < 1, 'bonafide_frac', bonafide_frac, 'a share between 0 and 1')
     params = dict(n_subjects=n_subjects, img_size=img_size, styles=list(styles), seed=seed,
                   per_subject=per_subject, bonafide_frac=bonafide_frac)
@@ -446,14 +494,16 @@ def make_dataset(root, # folder to write: new, empty, or made by make_dataset wi
     manifest = dict(generator='ssl_mae.synth.make_dataset', params=params, complete=False,
                     labels='bonafide = 0, morph = 1', styles={s: MORPHS[s].__doc__ for s in styles})
     write_atomic(root/MARKER, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-    for job in (progress_bar(todo, leave=False) if progress and interactive() else todo): _write(job, root, seed, img_size)
+    for job in progress_bar(todo, leave=False) if progress and interactive() else todo:
+        _write(job, root, seed, img_size)
     write_landmarks(root, {p: image_landmarks(p, st, who, seed, img_size) for p, st, who in jobs})
-    counts = {s: {l: sum(p.startswith(f'{l}/{s}/') for p, *_ in jobs) for l in ('bonafide', 'morph')}
-              for s in styles}
+    n = lambda l, s: sum(p.startswith(f'{l}/{s}/') for p, *_ in jobs)
+    counts = {s: {l: n(l, s) for l in ('bonafide', 'morph')} for s in styles}
     manifest.update(complete=True, n_images=len(jobs), counts=counts)
     write_atomic(root/MARKER, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-    kept = f" (the other {len(jobs) - len(todo)} were there already)" if len(todo) < len(jobs) else ''
-    say(f"make_dataset: wrote {len(todo)} images and {LANDMARKS} to {root}{kept}")
+    n_kept = len(jobs) - len(todo)
+    say(f"make_dataset: wrote {len(todo)} images and {LANDMARKS} to {root}"
+        + (f" (the other {n_kept} were there already)" if n_kept else ''))
     return root
 
 # %% ../nbs/01_synth.ipynb #fe40a55c
@@ -461,13 +511,18 @@ def laplacian_var(img:np.ndarray) -> float:
     "Variance of the Laplacian of the grey image (uint8 RGB): the usual trivial sharpness score."
     return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
+# %% ../nbs/01_synth.ipynb #bfeb312a
+def _sharpness(root:Path, label:str, style:str) -> list:
+    "Minus the Laplacian variance of every `label` image of `style` in a set in the seed layout."
+    files = sorted(root.glob(f'{label}/{style}/*/*.png'))
+    return [-laplacian_var(cv2.imread(str(p))[..., ::-1]) for p in files]
+
 def sharpness_auc(root) -> dict:
-    "Per style of a set in the seed layout: AUC of the trivial morph score -Laplacian variance (0.5: chance)."
+    "Per style of a set in the seed layout: AUC of the trivial morph score -Laplacian variance."
     root, out = Path(root), {}
     for st in sorted({p.parent.parent.name for p in root.glob('*/*/*/*.png')}):
-        v = {l: [-laplacian_var(cv2.imread(str(p))[..., ::-1]) for p in sorted(root.glob(f'{l}/{st}/*/*.png'))]
-             for l in ('morph', 'bonafide')}
-        out[st] = float(mannwhitneyu(v['morph'], v['bonafide']).statistic/(len(v['morph'])*len(v['bonafide'])))
+        m, b = _sharpness(root, 'morph', st), _sharpness(root, 'bonafide', st)
+        out[st] = float(mannwhitneyu(m, b).statistic/(len(m)*len(b)))
     return out
 
 # %% ../nbs/01_synth.ipynb #861e95e2
@@ -476,7 +531,7 @@ def show_morphs(seed:int=0, # the set's seed
                 img_size:int=112, # image side in pixels
                 save=None # a path to write the figure as PNG
                ):
-    "Figure: parents A (with its landmarks) and B, one morph per style; top as made, bottom after `degrade`."
+    "Figure: parents A (with landmarks) and B, a morph per style; top as made, bottom `degrade`d."
     import matplotlib.pyplot as plt
     (a, la), (b, lb) = face(seed, *pair[0], img_size), face(seed, *pair[1], img_size)
     r = _rng(seed, 6)
