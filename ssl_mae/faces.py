@@ -1,4 +1,4 @@
-"""Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way for training, evaluation and predict.
+"""Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 
 Docs: https://ssl-mae.github.io/ssl_mae/faces.html.md"""
 
@@ -23,28 +23,34 @@ from .synth import LANDMARKS, read_landmarks, write_landmarks
 __all__ = ['FACES_EXTRA', 'DETECTORS', 'INSIGHTFACE_5', 'TEMPLATE', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT',
            'STATUSES', 'LANDMARK_SOURCES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template',
            'anchors', 'similarity', 'align', 'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned',
-           'align_dataset', 'summary_line', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin',
+           'summary_line', 'align_dataset', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin',
            'sample_margin']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
-FACES_EXTRA = "pip install 'ssl_mae[faces]'"  # installs dlib-bin and face-recognition-models (weights included)
-DETECTORS = ('hog', 'cnn')  # dlib's HOG + linear SVM face detector, or its MMOD CNN (finds more, ~80x slower)
+# installs dlib-bin and face-recognition-models (with weights)
+FACES_EXTRA = "pip install 'ssl_mae[faces]'"
+# dlib's HOG + linear SVM face detector, or its MMOD CNN (finds more, far slower)
+DETECTORS = ('hog', 'cnn')
 
 def _model_file(name:str) -> str:
-    "Path of a model file of face-recognition-models, found without importing it (its __init__ needs pkg_resources)."
+    "Path of a model file of face-recognition-models, found without importing that package."
     spec = importlib.util.find_spec('face_recognition_models')
     f = spec and Path(spec.submodule_search_locations[0])/'models'/name
-    if not (f and f.is_file()): raise ImportError(f"ssl_mae.faces needs the model file {name} of "
-                                                  f"face-recognition-models: {FACES_EXTRA}")
+    if not (f and f.is_file()):
+        raise ImportError(f"ssl_mae.faces needs the model file {name} of face-recognition-models: "
+                          + FACES_EXTRA)
     return str(f)
 
 @cache
 def dlib_models(detector:str='hog', # one of DETECTORS
                ) -> tuple:
     "dlib's face detector and its 68-point landmark predictor, loaded once per process."
-    if detector not in DETECTORS: raise ValueError(f"detector={detector!r}: choose one of {', '.join(DETECTORS)}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector={detector!r}: choose one of {', '.join(DETECTORS)}")
     try: import dlib
-    except ImportError: raise ImportError(f"ssl_mae.faces needs dlib to find faces and landmarks: {FACES_EXTRA}") from None
+    except ImportError:
+        msg = f"ssl_mae.faces needs dlib to find faces and landmarks: {FACES_EXTRA}"
+        raise ImportError(msg) from None
     det = (dlib.get_frontal_face_detector() if detector == 'hog'
            else dlib.cnn_face_detection_model_v1(_model_file('mmod_human_face_detector.dat')))
     return det, dlib.shape_predictor(_model_file('shape_predictor_68_face_landmarks.dat'))
@@ -54,11 +60,14 @@ def as_rgb(img, # H×W×3 RGB or H×W grey uint8 array, or a PIL image
           ) -> np.ndarray:
     "`img` as a contiguous H×W×3 uint8 RGB array; a clear error for anything else."
     a = np.asarray(img.convert('RGB') if hasattr(img, 'convert') else img)
-    if a.dtype != np.uint8: raise TypeError(f"expected a uint8 image (0-255), got {a.dtype}: convert it first")
+    if a.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image (0-255), got {a.dtype}: convert it first")
     if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
-    if a.ndim != 3 or a.shape[2] != 3: raise ValueError(f"expected an H×W×3 RGB or H×W grey image, got shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB or H×W grey image, got shape {a.shape}")
     return np.ascontiguousarray(a)
 
+# %% ../nbs/02a_faces.ipynb #d2a943c3
 def read_photo(path, # an image file
               ) -> np.ndarray:
     "The photo at `path` as an H×W×3 uint8 RGB array, turned upright by its EXIF orientation."
@@ -67,25 +76,30 @@ def read_photo(path, # an image file
 # %% ../nbs/02a_faces.ipynb #668e24c5
 @dataclass
 class Face:
-    "A face found in a photo: box (x0, y0, x1, y1), detector score and 68 iBUG landmarks (x, y), in photo pixels."
+    "A face in a photo: box (x0, y0, x1, y1), detector score, 68 iBUG landmarks (x, y), in pixels."
     box:np.ndarray
     score:float
     lms:np.ndarray
 
     @property
-    def side(self) -> float: return float(np.sqrt(np.prod(self.box[2:] - self.box[:2])))  # box size in pixels
+    def side(self) -> float:
+        "The box's size in pixels: the square root of its area."
+        return float(np.sqrt(np.prod(self.box[2:] - self.box[:2])))
 
 # %% ../nbs/02a_faces.ipynb #4b97a2c7
 def _boxes(img:np.ndarray, detector:str, det_size:int) -> list:
-    "(box, score) of each face the detector finds in `img` resized to `det_size` px on its longer side."
+    "(box, score) of each face the detector finds in `img` resized to `det_size` (longer side)."
     h, w = img.shape[:2]; f = det_size/max(h, w)
     small = cv2.resize(img, (max(1, round(w*f)), max(1, round(h*f))),
                        interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
     det = dlib_models(detector)[0]
     if detector == 'hog': rects, scores, _ = det.run(small, 0, 0.)
-    else: found = det(small, 0); rects, scores = [d.rect for d in found], [d.confidence for d in found]
+    else:
+        found = det(small, 0)
+        rects, scores = [d.rect for d in found], [d.confidence for d in found]
     k = np.array([w/small.shape[1], h/small.shape[0]]*2)
-    return [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1])*k, float(s)) for r, s in zip(rects, scores)]
+    return [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1])*k, float(s))
+            for r, s in zip(rects, scores)]
 
 def landmarks(img, # H×W×3 RGB (or grey) uint8 photo
               detector:str='hog', # one of DETECTORS
@@ -96,22 +110,25 @@ def landmarks(img, # H×W×3 RGB (or grey) uint8 photo
     import dlib  # installed: dlib_models checked
     faces = []
     for box, score in _boxes(img, detector, det_size):
-        parts = predict(img, dlib.rectangle(*np.round(box - [0, 0, 1, 1]).astype(int).tolist())).parts()
+        rect = dlib.rectangle(*np.round(box - [0, 0, 1, 1]).astype(int).tolist())
+        parts = predict(img, rect).parts()
         faces.append(Face(box, score, np.array([(p.x, p.y) for p in parts], np.float32)))
     return sorted(faces, key=lambda f: -f.side)
 
 # %% ../nbs/02a_faces.ipynb #0344aff8
-INSIGHTFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
-                          [70.7299, 92.2041]])  # InsightFace 112 px template: eyes, nose tip, mouth corners (x, y)
+# InsightFace 112 px template: eyes, nose tip, mouth corners (x, y)
+INSIGHTFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                          [41.5493, 92.3655], [70.7299, 92.2041]])
 
 def template(size:int=224, # crop side in pixels
-             margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+             margin:float=.25, # border around the InsightFace frame on each side, share of its side
             ) -> np.ndarray:
     "Crop positions (3, 2) of the anchors: eye centres (photo left, right) and mouth centre."
     u = (INSIGHTFACE_5 + .5)/112  # the frame as a unit square
     u = np.stack([u[0], u[1], u[3:].mean(0)])
     return (u + margin)/(1 + 2*margin)*size - .5
 
+# %% ../nbs/02a_faces.ipynb #9534202e
 def anchors(lms, # (68, 2) iBUG landmarks
            ) -> np.ndarray:
     "The anchors (3, 2) of 68 iBUG landmarks: eye centres (photo left, right) and mouth centre."
@@ -122,44 +139,50 @@ def anchors(lms, # (68, 2) iBUG landmarks
 def similarity(src, # (n, 2) points
                dst, # (n, 2) points to map them onto
               ) -> np.ndarray:
-    "The 2×3 matrix of the rotation, uniform scale and shift mapping `src` onto `dst` by least squares."
-    s, d = (np.asarray(p, np.float64) @ [1, 1j] for p in (src, dst))  # points as complex numbers x + iy
+    "The 2×3 matrix of the least-squares similarity (rotation, scale, shift) from `src` onto `dst`."
+    # points as complex numbers x + iy
+    s, d = (np.asarray(p, np.float64) @ [1, 1j] for p in (src, dst))
     a = np.vdot(s - s.mean(), d - d.mean())/np.vdot(s - s.mean(), s - s.mean())
     b = d.mean() - a*s.mean()
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
 # %% ../nbs/02a_faces.ipynb #d28da0be
 def _source(img:np.ndarray, M:np.ndarray, size:int) -> tuple[np.ndarray, np.ndarray]:
-    "The part of `img` that the size×size crop of `M` shows, shrunk when `M` shrinks, and `M` acting on that part."
+    "The part of `img` that the crop of `M` shows (shrunk when `M` shrinks), and `M` acting on it."
     s, (h, w) = np.hypot(*M[:, 0]), img.shape[:2]
-    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]]) @ cv2.invertAffineTransform(M).T
-    pad = int(np.ceil(2/min(s, 1))) + 2  # source pixels beyond the corners that a shrunk, bilinear sample reads
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]])
+    corners = corners @ cv2.invertAffineTransform(M).T
+    # source pixels beyond the corners a shrunk, bilinear sample reads
+    pad = int(np.ceil(2/min(s, 1))) + 2
     x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - pad, 0, [w - 1, h - 1])
     x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + pad, [x0 + 1, y0 + 1], [w, h])
     part, M = img[y0:y1, x0:x1], np.c_[M[:, :2], M[:, :2] @ [x0, y0] + M[:, 2]]
     if s >= 1: return part, M
     (ph, pw), fx, fy = part.shape[:2], *(max(1, round(n*s))/n for n in part.shape[1::-1])
-    back = np.array([[1/fx, 0, .5/fx - .5], [0, 1/fy, .5/fy - .5], [0, 0, 1]])  # shrunk pixel -> part pixel
+    # shrunk pixel -> part pixel
+    back = np.array([[1/fx, 0, .5/fx - .5], [0, 1/fy, .5/fy - .5], [0, 0, 1]])
     return cv2.resize(part, (round(pw*fx), round(ph*fy)), interpolation=cv2.INTER_AREA), M @ back
 
 def align(img, # H×W×3 RGB (or grey) uint8 photo
           lms, # its (68, 2) landmarks
           size:int=224, # crop side in pixels
-          margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+          margin:float=.25, # border around the InsightFace frame on each side, share of its side
          ) -> tuple[np.ndarray, np.ndarray]:
     "The aligned size×size crop (uint8 RGB) and the landmarks moved with it."
     img, lms = as_rgb(img), np.asarray(lms, np.float64)
     M = similarity(anchors(lms), template(size, margin))
     part, Mp = _source(img, M, size)
-    crop = cv2.warpAffine(part, Mp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    crop = cv2.warpAffine(part, Mp, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
     return crop, (lms @ M[:, :2].T + M[:, 2]).astype(np.float32)
 
 # %% ../nbs/02a_faces.ipynb #c6594c12
-TEMPLATE = 'insightface112-eyes-mouth'  # the anchor template of `template` (eye centres, mouth centre)
+# the anchor template of `template` (eye centres, mouth centre)
+TEMPLATE = 'insightface112-eyes-mouth'
 
 @dataclass(frozen=True)
 class AlignSettings:
-    "How faces are found and cropped: recorded in every aligned set, kept by detectors trained on one."
+    "How faces are found and cropped: in every aligned set, and kept by detectors trained on one."
     size:int=224 # crop side in pixels
     margin:float=.25 # border around the InsightFace frame on each side, as a share of its side
     detector:str='hog' # one of DETECTORS
@@ -168,12 +191,15 @@ class AlignSettings:
 
     def __post_init__(self):
         def need(ok, name, want):
-            if not ok: raise ValueError(f"AlignSettings: {name}={getattr(self, name)!r}: expected {want}")
-        need(isinstance(self.size, int) and 16 <= self.size <= 4096, 'size', 'an int from 16 to 4096 (pixels)')
-        need(isinstance(self.margin, (int, float)) and 0 <= self.margin <= 2, 'margin', 'a number from 0 to 2')
+            if not ok:
+                raise ValueError(f"AlignSettings: {name}={getattr(self, name)!r}: expected {want}")
+        num = lambda v, lo, hi, kinds=int: isinstance(v, kinds) and lo <= v <= hi
+        need(num(self.size, 16, 4096), 'size', 'an int from 16 to 4096 (pixels)')
+        need(num(self.margin, 0, 2, (int, float)), 'margin', 'a number from 0 to 2')
         need(self.detector in DETECTORS, 'detector', f"one of {', '.join(DETECTORS)}")
-        need(isinstance(self.det_size, int) and 64 <= self.det_size <= 8192, 'det_size', 'an int from 64 to 8192')
-        need(self.template == TEMPLATE, 'template', f"{TEMPLATE!r} (made by another version of ssl_mae.faces?)")
+        need(num(self.det_size, 64, 8192), 'det_size', 'an int from 64 to 8192')
+        need(self.template == TEMPLATE, 'template',
+             f"{TEMPLATE!r} (made by another version of ssl_mae.faces?)")
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -185,30 +211,32 @@ class AlignSettings:
         return cls(**d)
 
 # %% ../nbs/02a_faces.ipynb #b595c251
-MIN_SCORE, CREDIBLE, SEVERAL = .5, .5, .5  # another face counts from this score and this share of the best score;
-                                           # it makes the photo ambiguous from this share of the main face's size
-
 class FaceError(ValueError):
     "A photo that cannot be aligned; `status` is 'no_face' or 'several_faces'."
     def __init__(self, status:str, msg:str): super().__init__(msg); self.status = status
 
+# %% ../nbs/02a_faces.ipynb #fed9aaf6
+MIN_SCORE, CREDIBLE = .5, .5  # another face counts from this score and this share of the best score
+SEVERAL = .5  # a face that counts makes the photo ambiguous from this share of the main face's size
+
 def main_face(faces:list, # `landmarks`' faces
              ) -> Face:
-    "The face to align: the largest face that counts, when every other one is less than half its size."
+    "The face to align: the largest that counts, when every other one is less than half its size."
     if not faces: raise FaceError('no_face', "no face found")
     best = max(f.score for f in faces)
     count = [f for f in faces if f.score == best or f.score >= max(MIN_SCORE, CREDIBLE*best)]
     main, *others = sorted(count, key=lambda f: -f.side)
     if rivals := [f for f in others if f.side >= SEVERAL*main.side]:
         boxes = '; '.join(' '.join(f'{v:.0f}' for v in f.box) for f in [main, *rivals])
-        raise FaceError('several_faces', f"{1 + len(rivals)} faces of comparable size (boxes x0 y0 x1 y1: {boxes})")
+        raise FaceError('several_faces',
+                        f"{1 + len(rivals)} faces of comparable size (boxes x0 y0 x1 y1: {boxes})")
     return main
 
 # %% ../nbs/02a_faces.ipynb #1bd2589e
 def align_image(img, # H×W×3 RGB (or grey) uint8 photo
                 settings:AlignSettings=AlignSettings(), # how to find and crop the face
                ) -> tuple[np.ndarray, np.ndarray]:
-    "The aligned crop and its 68 landmarks of a photo's one face; `FaceError` for no face or several."
+    "The aligned crop and 68 landmarks of a photo's one face; `FaceError` for no face or several."
     s = settings
     face = main_face(landmarks(img, s.detector, s.det_size))
     return align(img, face.lms, s.size, s.margin)
@@ -216,31 +244,40 @@ def align_image(img, # H×W×3 RGB (or grey) uint8 photo
 # %% ../nbs/02a_faces.ipynb #9cf8871d
 def looks_aligned(lms, # (68, 2) landmarks found on a size×size image
                   settings:AlignSettings=AlignSettings(), # the alignment it should match
-                  tol:float=.03, # largest anchor distance from the template, as a share of the crop side
+                  tol:float=.03, # largest anchor distance from the template, share of the crop side
                  ) -> bool:
-    "True when the landmarks sit on the template of `settings`: the image is an aligned crop already."
-    return bool(np.abs(anchors(lms) - template(settings.size, settings.margin)).max() <= tol*settings.size)
+    "True when the landmarks sit on the template of `settings`: the image is an aligned crop."
+    off = np.abs(anchors(lms) - template(settings.size, settings.margin)).max()
+    return bool(off <= tol*settings.size)
 
 # %% ../nbs/02a_faces.ipynb #51b36e21
 ALIGNED, REPORT = 'aligned.json', 'align_report.csv'  # written at the root of every aligned set
-STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash', 'no_landmarks')  # why a photo was skipped
-LANDMARK_SOURCES = ('detect', 'file')  # where align_dataset takes the landmarks from: dlib, or landmarks.csv
+# why a photo was skipped
+STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash', 'no_landmarks')
+# where align_dataset takes landmarks from: dlib, or landmarks.csv
+LANDMARK_SOURCES = ('detect', 'file')
 
-def _png(rel:str) -> str: return Path(rel).with_suffix('.png').as_posix()  # where a photo's crop goes
+def _png(rel:str) -> str:
+    "Where a photo's crop goes: its path with the suffix .png."
+    return Path(rel).with_suffix('.png').as_posix()
 
 def _manifest(csv:Path) -> pd.DataFrame:
-    "A CSV manifest's rows (all columns kept as text), with a clear error when it has no `path` column."
+    "A CSV manifest's rows (all columns as text); a clear error when it has no `path` column."
     try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"align: {csv} is not a CSV manifest ({type(e).__name__})") from None
-    if 'path' not in df: raise ValueError(f"align: manifest {csv} has no `path` column: needs path[,label,...]")
+    if 'path' not in df:
+        raise ValueError(f"align: manifest {csv} has no `path` column: needs path[,label,...]")
     return df
 
 def _sources(src:Path) -> tuple[Path, list[str]]:
     "The folder whose layout is mirrored, and the photos to align as paths relative to it."
-    if not src.exists(): raise FileNotFoundError(f"align: {src} not found: give a folder of photos or a CSV manifest")
+    if not src.exists():
+        raise FileNotFoundError(f"align: {src} not found: "
+                                "give a folder of photos or a CSV manifest")
     if src.is_dir(): return src, [f.relative_to(src).as_posix() for f in image_files(src)]
-    if src.suffix.lower() != '.csv': raise ValueError(f"align: {src} is a file, not a folder or a CSV manifest")
+    if src.suffix.lower() != '.csv':
+        raise ValueError(f"align: {src} is a file, not a folder or a CSV manifest")
     paths = [os.path.normpath(src.parent/p) for p in _manifest(src)['path']]
     base = Path(os.path.commonpath([str(src.parent), *paths]))
     return base, sorted({Path(os.path.relpath(p, base)).as_posix() for p in paths})
@@ -249,32 +286,40 @@ def _check_apart(base:Path, dst:Path):
     "Refuse a `dst` inside the source data, or source data inside `dst`."
     b, d = Path(os.path.realpath(base)), Path(os.path.realpath(dst))
     if d == b or d.is_relative_to(b):
-        raise ValueError(f"align: DST {dst} is inside the source data {base}, where align never writes: "
-                         "choose a folder outside it")
-    if b.is_relative_to(d): raise ValueError(f"align: the source data {base} is inside DST {dst}: choose a DST outside it")
+        raise ValueError(f"align: DST {dst} is inside the source data {base}, where align never "
+                         "writes: choose a folder outside it")
+    if b.is_relative_to(d):
+        raise ValueError(f"align: the source data {base} is inside DST {dst}: "
+                         "choose a DST outside it")
 
 # %% ../nbs/02a_faces.ipynb #e158e7e1
 def _claim(dst:Path, record:dict) -> dict|None:
-    "The record of the aligned set in `dst` (same source and settings as `record`) to resume; None if new or empty."
-    if dst.exists() and not dst.is_dir(): raise FileExistsError(f"align: DST {dst} is a file: give a folder")
+    "The record of the set in `dst` to resume (same source and settings as `record`); None if new."
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"align: DST {dst} is a file: give a folder")
     if not dst.exists() or not any(dst.iterdir()): return None
     why = f"it deletes nothing: give a new or empty folder (or remove {dst} yourself)"
-    try: old = {'landmarks': 'detect', **json.loads((dst/ALIGNED).read_text())}  # older sets: detected
+    # older sets: detected
+    try: old = {'landmarks': 'detect', **json.loads((dst/ALIGNED).read_text())}
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        raise FileExistsError(f"align: DST {dst} is not empty and has no readable {ALIGNED}, so align did not make it; "
-                              + why) from None
+        raise FileExistsError(f"align: DST {dst} is not empty and has no readable {ALIGNED}, "
+                              "so align did not make it; " + why) from None
     flat = lambda r: {**r, **r.get('settings', {})}  # compare settings one by one
     diff = [f"{k}={flat(old).get(k)!r}, not {v!r}" for k, v in flat(record).items()
             if k != 'settings' and flat(old).get(k) != v]
-    if diff: raise FileExistsError(f"align: DST {dst} holds faces aligned otherwise ({'; '.join(diff)}); " + why)
+    if diff:
+        diff = '; '.join(diff)
+        raise FileExistsError(f"align: DST {dst} holds faces aligned otherwise ({diff}); " + why)
     return old
 
 # %% ../nbs/02a_faces.ipynb #97a478b6
 def _align_file(job:tuple) -> tuple:
-    "Align a photo `(src, dst, settings, lms)` (lms None: detect) and write its crop as PNG: (status, detail, lms)."
+    "Align photo `(src, dst, settings, lms)` (lms None: detect), write a PNG: status, detail, lms."
     src, dst, settings, lms = job
-    try: crop, lms = (align_image(read_photo(src), settings) if lms is None
-                      else align(load_rgb(src), lms, settings.size, settings.margin))  # given lms: stored pixels
+    try:
+        if lms is None: crop, lms = align_image(read_photo(src), settings)
+        # given lms: stored pixels
+        else: crop, lms = align(load_rgb(src), lms, settings.size, settings.margin)
     except FaceError as e: return e.status, str(e), None
     except (BadImageError, FileNotFoundError) as e: return 'unreadable', str(e), None
     png = cv2.imencode('.png', np.ascontiguousarray(crop[..., ::-1]))[1]
@@ -286,69 +331,89 @@ def _results(jobs:list, n_workers:int):
     "`_align_file` of each job, in order: in this process, or in `n_workers` fresh ones."
     if n_workers <= 1 or len(jobs) < 2: yield from map(_align_file, jobs); return
     ctx = multiprocessing.get_context('spawn')  # fork is unsafe beside torch's and OpenCV's threads
-    with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex: yield from ex.map(_align_file, jobs, chunksize=4)
+    with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex:
+        yield from ex.map(_align_file, jobs, chunksize=4)
 
 # %% ../nbs/02a_faces.ipynb #7133b87e
 def _save(dst:Path, lm_root:Path, lms:dict, report:dict):
-    "Write `landmarks.csv` (crops done so far) and the report (photos skipped so far), each file whole."
+    "Write `landmarks.csv` (crops done so far) and the report (photos skipped so far), each whole."
     write_landmarks(lm_root, {dst/_png(r): v for r, v in lms.items()})
-    rows = pd.DataFrame([(r, *v) for r, v in sorted(report.items())], columns=['path', 'status', 'detail'])
-    write_atomic(dst/REPORT, lambda tmp: rows.to_csv(tmp, index=False))
+    rows = [(r, *v) for r, v in sorted(report.items())]
+    df = pd.DataFrame(rows, columns=['path', 'status', 'detail'])
+    write_atomic(dst/REPORT, lambda tmp: df.to_csv(tmp, index=False))
 
 def _done(dst:Path, lm_root:Path, rels:list) -> tuple[dict, dict]:
-    "What an earlier run finished: {rel: landmarks} of crops on disk, and {rel: (status, detail)} it reported."
+    "What an earlier run did: {rel: landmarks} of crops on disk, {rel: (status, detail)} reported."
     old = {os.path.normpath(k): v for k, v in read_landmarks(lm_root).items()}
-    lms = {r: old[p] for r in rels if (p := os.path.normpath(dst/_png(r))) in old and Path(p).is_file()}
-    rep = pd.read_csv(dst/REPORT, dtype=str, keep_default_na=False) if (dst/REPORT).is_file() else None
-    report = {} if rep is None else {p: (s, d) for p, s, d in zip(rep['path'], rep['status'], rep['detail'])}
+    on_disk = lambda p: p in old and Path(p).is_file()
+    lms = {r: old[p] for r in rels if on_disk(p := os.path.normpath(dst/_png(r)))}
+    if not (dst/REPORT).is_file(): return lms, {}
+    rep = pd.read_csv(dst/REPORT, dtype=str, keep_default_na=False)
+    report = {p: (s, d) for p, s, d in zip(rep['path'], rep['status'], rep['detail'])}
     return lms, {r: v for r, v in report.items() if r in set(rels) and r not in lms}
 
 # %% ../nbs/02a_faces.ipynb #46b99ccf
 def _given(src:Path, base:Path, rels:list) -> dict:
-    "{rel: landmarks} of the photos in the source set's landmarks.csv (at a folder's root, beside a manifest)."
+    "{rel: landmarks} of the photos in the source's landmarks.csv (at its root, by its manifest)."
     root = src.parent if src.is_file() else src
     lms = {os.path.normpath(k): v for k, v in read_landmarks(root).items()}
-    if not lms: raise FileNotFoundError(f"align: landmarks='file' needs {root/LANDMARKS} (path,x0,y0,...,x67,y67), "
-                                        "which is missing or empty: let the detector find them (landmarks='detect')")
+    if not lms:
+        raise FileNotFoundError(f"align: landmarks='file' needs {root/LANDMARKS} "
+                                "(path,x0,y0,...,x67,y67), which is missing or empty: let the "
+                                "detector find them (landmarks='detect')")
     return {r: lms[p] for r in rels if (p := os.path.normpath(base/r)) in lms}
 
+def _posix_rel(p, start) -> str: return Path(os.path.relpath(p, start)).as_posix()
+
 def _write_manifest(src:Path, base:Path, dst:Path, lms:dict) -> Path:
-    "Copy the manifest `src` into `dst` (same place relative to `base`) with the crops' paths; skipped rows left out."
+    "Copy manifest `src` into `dst` (same place below `base`), crops' paths, skipped rows left out."
     df, out = _manifest(src), dst/os.path.relpath(src, base)
-    rel = [Path(os.path.relpath(os.path.normpath(src.parent/p), base)).as_posix() for p in df['path']]
+    rel = [_posix_rel(os.path.normpath(src.parent/p), base) for p in df['path']]
     keep = [r in lms for r in rel]
-    df = df[keep].assign(path=[Path(os.path.relpath(dst/_png(r), out.parent)).as_posix() for r, k in zip(rel, keep) if k])
+    df = df[keep].assign(path=[_posix_rel(dst/_png(r), out.parent) for r, k in zip(rel, keep) if k])
     return write_atomic(out, lambda tmp: df.to_csv(tmp, index=False))
 
 def _summary(dst:Path, lms:dict, report:dict, new:int) -> dict:
     "Counts of an aligned set: crops, crops made by this run, skipped photos by status."
     n = Counter(s for s, _ in report.values())
-    return dict(dst=dst, aligned=len(lms), new=new, skipped={k: n[k] for k in STATUSES if n[k]}, report=dst/REPORT)
+    skipped = {k: n[k] for k in STATUSES if n[k]}
+    return dict(dst=dst, aligned=len(lms), new=new, skipped=skipped, report=dst/REPORT)
+
+# %% ../nbs/02a_faces.ipynb #e230d987
+def summary_line(summary:dict) -> str:
+    "One line for people: how many faces were aligned, and how many photos were skipped and why."
+    s, n = summary, sum(summary['skipped'].values())
+    counts = ', '.join(f'{k} {v}' for k, v in s['skipped'].items())
+    why = f" ({counts}), listed in {s['report']}" if n else ''
+    return (f"align: {s['aligned']} faces aligned in {s['dst']} ({s['new']} new); "
+            f"{n} photos skipped{why}")
 
 # %% ../nbs/02a_faces.ipynb #e599efce
 def align_dataset(src, # folder of photos (any layout) or CSV manifest
                   dst, # new folder for the aligned set, or one to resume
                   size:int=224, # crop side in pixels
-                  margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+                  margin:float=.25, # border around the InsightFace frame, share of its side
                   detector:str='hog', # one of DETECTORS
                   det_size:int=512, # the detector sees each photo resized to this longer side
-                  landmarks:str='detect', # 'detect' (dlib) or 'file' (the source set's landmarks.csv)
+                  landmarks:str='detect', # 'detect' (dlib) or 'file' (the source's landmarks.csv)
                   n_workers:int=1, # processes aligning photos (dlib uses one core each)
-                  progress:bool=True, # show a progress bar (where someone watches) and print the summary
-                  save_every:float=30., # seconds between saves of landmarks.csv and the report (resume points)
+                  progress:bool=True, # a progress bar (where someone watches); print the summary
+                  save_every:float=30., # seconds between saves of landmarks and report (to resume)
                  ) -> dict:
-    "Aligned PNG copies of every photo of `src` in `dst` (same layout) with landmarks.csv and a report; the counts."
+    "Aligned PNG copies of the photos of `src` in `dst` (same layout), landmarks, report; counts."
     settings = AlignSettings(size, margin, detector, det_size)
     src, dst = (Path(os.path.abspath(Path(p).expanduser())) for p in (src, dst))
     base, rels = _sources(src)
     _check_apart(base, dst)
     if not rels: raise ValueError(f"align: no image files in {src}")
     if landmarks not in LANDMARK_SOURCES:
-        raise ValueError(f"align: landmarks={landmarks!r}: choose one of {', '.join(LANDMARK_SOURCES)}")
+        raise ValueError(f"align: landmarks={landmarks!r}: choose one of "
+                         + ', '.join(LANDMARK_SOURCES))
     given = _given(src, base, rels) if landmarks == 'file' else None
     if given is None: dlib_models(detector)  # a missing extra fails here, before DST is touched
     lm_root = dst/os.path.relpath(src.parent, base) if src.is_file() else dst
-    record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src), settings=settings.to_dict(),
+    record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src),
+                  settings=settings.to_dict(),
                   landmarks=landmarks)
     old = _claim(dst, record)
     lms, report = _done(dst, lm_root, rels) if old else ({}, {})
@@ -357,13 +422,16 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
     for r in rels:
         if r in lms or r in report: continue
         if (first := by_name[_png(r)][0]) != r:
-            report[r] = ('name_clash', f"its crop would be {_png(r)}, like that of {first}: rename one")
-        elif given is not None and r not in given: report[r] = ('no_landmarks', f"not in the source set's {LANDMARKS}")
+            report[r] = 'name_clash', f"its crop would be {_png(r)}, as that of {first}: rename one"
+        elif given is not None and r not in given:
+            report[r] = ('no_landmarks', f"not in the source set's {LANDMARKS}")
     todo = [r for r in rels if r not in lms and r not in report]
     manifest_missing = src.is_file() and not (dst/os.path.relpath(src, base)).is_file()
+    def write_record(r):
+        text = json.dumps(r, indent=1); write_atomic(dst/ALIGNED, lambda f: f.write_text(text))
     if work := bool(todo or manifest_missing or not (old or {}).get('complete')):
         dst.mkdir(parents=True, exist_ok=True)
-        write_atomic(dst/ALIGNED, lambda tmp: tmp.write_text(json.dumps({**record, 'complete': False}, indent=1)))
+        write_record({**record, 'complete': False})
         results = _results([(base/r, dst/_png(r), settings, None if given is None else given[r])
                             for r in todo], n_workers)
         if progress and interactive(): results = progress_bar(results, total=len(todo), leave=False)
@@ -372,30 +440,24 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
             for r, (status, detail, lm) in zip(todo, results):
                 if status == 'aligned': lms[r] = lm
                 else: report[r] = (status, detail)
-                if time.monotonic() - saved > save_every: _save(dst, lm_root, lms, report); saved = time.monotonic()
+                if time.monotonic() - saved > save_every:
+                    _save(dst, lm_root, lms, report); saved = time.monotonic()
         finally: _save(dst, lm_root, lms, report)
         if src.is_file(): _write_manifest(src, base, dst, lms)
     summary = _summary(dst, lms, report, sum(r in lms for r in todo))
-    if work:
-        done = {**record, 'complete': True, 'aligned': len(lms), 'skipped': summary['skipped']}
-        write_atomic(dst/ALIGNED, lambda tmp: tmp.write_text(json.dumps(done, indent=1)))
+    if work: write_record({**record, 'complete': True, 'aligned': len(lms),
+                           'skipped': summary['skipped']})
     if not lms:
         counts = ', '.join(f'{k} {v}' for k, v in summary['skipped'].items())
-        raise ValueError(f"align: no face could be aligned in any of the {len(rels)} photos of {src} ({counts}); "
-                         f"each is listed in {dst/REPORT}")
+        raise ValueError(f"align: no face could be aligned in any of the {len(rels)} photos of "
+                         f"{src} ({counts}); each is listed in {dst/REPORT}")
     if progress: print(summary_line(summary))
     return summary
-
-def summary_line(summary:dict) -> str:
-    "One line for people: how many faces were aligned, and how many photos were skipped and why."
-    s, n = summary, sum(summary['skipped'].values())
-    why = f" ({', '.join(f'{k} {v}' for k, v in s['skipped'].items())}), listed in {s['report']}" if n else ''
-    return f"align: {s['aligned']} faces aligned in {s['dst']} ({s['new']} new); {n} photos skipped{why}"
 
 # %% ../nbs/02a_faces.ipynb #3317038a
 def read_alignment(path, # a data folder, CSV manifest or image file
                   ) -> AlignSettings|None:
-    "The settings of the aligned set that holds `path` (the nearest aligned.json at or above it); None outside any."
+    "Settings of the aligned set holding `path` (the nearest aligned.json at or above it), or None."
     p = Path(os.path.abspath(Path(path).expanduser()))
     for d in ([p] if p.is_dir() else []) + list(p.parents):
         if not (f := d/ALIGNED).is_file(): continue
@@ -407,9 +469,9 @@ def read_alignment(path, # a data folder, CSV manifest or image file
 
 # %% ../nbs/02a_faces.ipynb #7da65865
 def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
-                 settings:AlignSettings=AlignSettings(), # how the detector's training faces were aligned
+                 settings:AlignSettings=AlignSettings(), # how the detector's training set was made
                 ) -> tuple[np.ndarray, bool]:
-    "The crop a detector trained on `settings` sees of `img` (itself if it is one), and whether it was aligned here."
+    "The crop a detector trained on `settings` sees of `img`, and whether it was aligned here."
     img, s = as_rgb(img), settings
     face = main_face(landmarks(img, s.detector, s.det_size))
     if img.shape[:2] == (s.size, s.size) and looks_aligned(face.lms, s): return img, False
@@ -418,20 +480,22 @@ def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
 # %% ../nbs/02a_faces.ipynb #7eab42f0
 def _differ(a:AlignSettings, b:AlignSettings) -> str:
     "The fields where settings `a` differ from `b`, as text."
-    return ', '.join(f"{k}={v!r}, not {getattr(b, k)!r}" for k, v in a.to_dict().items() if v != getattr(b, k))
+    return ', '.join(f"{k}={v!r}, not {getattr(b, k)!r}"
+                     for k, v in a.to_dict().items() if v != getattr(b, k))
 
 def face_inputs(paths, # image files
                 settings:AlignSettings, # how the detector's training faces were aligned
                ):
-    "For each file: (image, 'set' | 'crop' | 'photo'), how it was prepared for the detector, or (None, why not)."
-    sets, warned = {}, set()  # {folder: the settings of the aligned set holding it}, read once per folder
+    "For each file: (image, 'set' | 'crop' | 'photo'): how it was prepared; or (None, why not)."
+    # {folder: the settings of the aligned set holding it}, read once per folder
+    sets, warned = {}, set()
     for p in map(Path, paths):
         if p.parent not in sets: sets[p.parent] = read_alignment(p.parent)
         if (s := sets[p.parent]) not in (None, settings, *warned):
             warned.add(s)
-            warnings.warn(f"{p.parent} holds faces aligned otherwise ({_differ(s, settings)}) than the detector's "
-                          "training faces: each is aligned again from its crop. Better: align the raw photos with "
-                          "the detector's settings")
+            warnings.warn(f"{p.parent} holds faces aligned otherwise ({_differ(s, settings)}) than "
+                          "the detector's training faces: each is aligned again from its crop. "
+                          "Better: align the raw photos with the detector's settings")
         try:
             img = read_photo(p)
             if s == settings and img.shape[:2] == (s.size, s.size): yield img, 'set'
@@ -443,19 +507,21 @@ def face_inputs(paths, # image files
 # %% ../nbs/02a_faces.ipynb #1bfdd4e9
 def crop_margin(lms, # (68, 2) landmarks found on a square image
                 size:int, # its side in pixels
-                tol:float=.02, # largest anchor distance from the fitted template, as a share of `size`
+                tol:float=.02, # largest anchor distance from the fitted template, share of `size`
                ) -> float|None:
-    "The margin of the template the landmarks sit on (an aligned crop of unknown margin), or None (a raw photo)."
-    c, d = template(1, 0), (anchors(lms) + .5)/size - .5  # anchors about the centre: d = c/(1 + 2·margin)
+    "The margin of the template the landmarks sit on (a crop of unknown margin); None: a raw photo."
+    # anchors about the centre: d = c/(1 + 2·margin)
+    c, d = template(1, 0), (anchors(lms) + .5)/size - .5
     k = (c*d).sum()/(c*c).sum()
     m = (1/k - 1)/2 if k > 0 else -1.
     return float(m) if 0 <= m <= 2 and np.abs(d - k*c).max() <= tol else None
 
+# %% ../nbs/02a_faces.ipynb #0850791f
 def sample_margin(paths, # image files
                   n:int=8, # look at up to this many of them, spread over the list
                   det_size:int=256, # the detector's view: a crop's one large face needs no more
                  ) -> float|None:
-    "The median margin when 3/4 of the faces in square images of a sample of `paths` look aligned, else None."
+    "Median margin if 3/4 of the faces in square images among `paths` look aligned, else None."
     found = []
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
         try: img = read_photo(p)
