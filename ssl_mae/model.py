@@ -20,8 +20,9 @@ __all__ = ['sincos_pos_embed', 'take_rows', 'unshuffle', 'patch_mean_var', 'mask
 def sincos_pos_embed(dim:int, # embedding width, a multiple of 4
                      grid_hw:tuple, # patches per column and per row
                     ) -> Tensor: # (1, 1 + rows·columns, dim)
-    "Fixed 2-D sin-cos position embeddings [sin x, cos x, sin y, cos y] with a zero row for the cls token."
-    if dim % 4: raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+    "Fixed 2-D sin-cos position embeddings [sin x, cos x, sin y, cos y]; row 0 (cls token) zero."
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
     omega = 1 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
     y, x = torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in grid_hw), indexing='ij')
     x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
@@ -44,8 +45,9 @@ def unshuffle(x:Tensor, # kept tokens (B, K, D) in shuffled order
              ) -> Tensor: # (B, L, D)
     "Kept tokens and mask tokens in the original patch order, by one gather."
     (B, K, D), L = x.shape, ids_restore.shape[1]
-    rows = torch.cat([x.reshape(B * K, D), mask_token.reshape(1, D)])  # kept tokens, then the mask token
-    idx = torch.where(ids_restore < K, ids_restore + K * torch.arange(B, device=x.device)[:, None], B * K)
+    rows = torch.cat([x.reshape(B * K, D), mask_token.reshape(1, D)])  # kept tokens, mask token
+    row = ids_restore + K * torch.arange(B, device=x.device)[:, None]  # kept: its row in `rows`
+    idx = torch.where(ids_restore < K, row, B * K)
     return rows.index_select(0, idx.flatten()).view(B, L, D)
 
 # %% ../nbs/03_model.ipynb #2ec98fc3
@@ -68,19 +70,20 @@ def masked_patch_mse(pred:Tensor, # predicted patches (B, L, p·p·C)
 
 # %% ../nbs/03_model.ipynb #cdb68b7d
 class MaskedAutoencoder(nn.Module):
-    "Masked autoencoder with a ViT encoder of the kept patches and a light decoder that paints the rest."
-    cfg_fields = ('img_size patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth '
-                  'decoder_num_heads mlp_ratio norm_pix_loss mask_ratio use_learned_mask_token use_separate_pos_embed'
-                 ).split()  # the MAEConfig fields that are arguments here
+    "Masked autoencoder: a ViT encoder of the kept patches, a light decoder that paints the rest."
+    # the MAEConfig fields that are arguments here
+    cfg_fields = ('img_size patch_size in_chans embed_dim depth num_heads decoder_embed_dim '
+                  'decoder_depth decoder_num_heads mlp_ratio norm_pix_loss mask_ratio '
+                  'use_learned_mask_token use_separate_pos_embed').split()
     def __init__(self, img_size:int|tuple=224, # image side, or (height, width)
                  patch_size:int=16, in_chans:int=3, # patch side; colour channels
                  embed_dim:int=768, depth:int=12, num_heads:int=12, # encoder width, blocks, heads
-                 decoder_embed_dim:int=512, decoder_depth:int=8, decoder_num_heads:int=16, # the decoder's
+                 decoder_embed_dim:int=512, decoder_depth:int=8, decoder_num_heads:int=16, # decoder
                  mlp_ratio:float=4., # MLP hidden width / block width
                  norm_pix_loss:bool=False, # reconstruct per-patch normalised pixels
                  mask_ratio:float=0.75, # share of patches hidden when `forward` is given no ratio
                  use_learned_mask_token:bool=True, # else a fixed zero mask token
-                 use_separate_pos_embed:bool=True, # else the encoder's position embeddings, projected
+                 use_separate_pos_embed:bool=True, # else a projection of the encoder's
                  norm_eps:float=1e-6): # layer-norm epsilon
         super().__init__()
         norm, D = partial(nn.LayerNorm, eps=norm_eps), decoder_embed_dim
@@ -90,15 +93,17 @@ class MaskedAutoencoder(nn.Module):
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.register_buffer('pos_embed', sincos_pos_embed(embed_dim, grid))  # (1, 1 + L, embed_dim)
+        self.register_buffer('pos_embed', sincos_pos_embed(embed_dim, grid))  # (1, 1 + L, width)
         self.blocks, self.norm = blocks(embed_dim, num_heads, depth), norm(embed_dim)
         # decoder
         self.decoder_embed = nn.Linear(embed_dim, D)
         if use_learned_mask_token: self.mask_token = nn.Parameter(torch.zeros(1, 1, D))
         else: self.register_buffer('mask_token', torch.zeros(1, 1, D))
-        if use_separate_pos_embed: self.register_buffer('decoder_pos_embed', sincos_pos_embed(D, grid))
+        if use_separate_pos_embed:
+            self.register_buffer('decoder_pos_embed', sincos_pos_embed(D, grid))
         else: self.decoder_pos_proj = nn.Linear(embed_dim, D, bias=False)
-        self.decoder_blocks, self.decoder_norm = blocks(D, decoder_num_heads, decoder_depth), norm(D)
+        self.decoder_blocks = blocks(D, decoder_num_heads, decoder_depth)
+        self.decoder_norm = norm(D)
         self.decoder_pred = nn.Linear(D, patch_size ** 2 * in_chans)  # decoder to patch pixels
         self.norm_pix_loss, self.mask_ratio = norm_pix_loss, mask_ratio
         self.initialize_weights()
@@ -109,7 +114,7 @@ class MaskedAutoencoder(nn.Module):
         return cls(**{k: getattr(cfg, k) for k in cls.cfg_fields}, **kwargs)
 
     def initialize_weights(self):
-        "MAE's init: xavier-uniform linear layers and patch embedding, zero biases, normal(0.02) tokens."
+        "MAE's init: xavier-uniform linear layers and patch embedding, zero bias, N(0, .02) tokens."
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -120,9 +125,10 @@ class MaskedAutoencoder(nn.Module):
             if isinstance(token, nn.Parameter): nn.init.normal_(token, std=.02)
 
     def patchify(self, imgs:Tensor) -> Tensor:
-        "(B, C, H, W) images -> (B, L, p·p·C) patches in row-major order, pixels in (row, column, channel) order."
+        "(B, C, H, W) images -> (B, L, p·p·C) patches, row-major, pixels in (row, column, channel)."
         (B, C, H, W), p = imgs.shape, self.patch_embed.patch_size[0]
-        if H % p or W % p: raise ValueError(f"Image size {H}x{W} is not divisible by the patch size {p}")
+        if H % p or W % p:
+            raise ValueError(f"Image size {H}x{W} is not divisible by the patch size {p}")
         x = imgs.reshape(B, C, H // p, p, W // p, p)
         return torch.einsum('nchpwq->nhwpqc', x).reshape(B, (H // p) * (W // p), p * p * C)
 
@@ -135,18 +141,21 @@ class MaskedAutoencoder(nn.Module):
 
     @staticmethod
     def random_masking(x:Tensor, mask_ratio:float, noise:Tensor|None=None) -> tuple:
-        "Per-sample masking by argsort of `noise` (B, L): kept x (B, K, D), mask (B, L) 1 = removed, ids_restore."
+        "Mask by argsort of `noise` (B, L): kept x (B, K, D), mask (B, L) 1 = removed, ids_restore."
         (B, L), keep, dev = x.shape[:2], int(x.shape[1] * (1 - mask_ratio)), x.device
         order = torch.arange(L, device=dev).expand(B, L)
         if noise is None: noise = torch.rand(B, L, device=dev) if keep < L else order
         ids_shuffle = noise.to(dev).argsort(1)  # small noise: kept
-        ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, order)  # = argsort(ids_shuffle)
+        # ids_restore = argsort(ids_shuffle), by one scatter
+        ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, order)
         return take_rows(x, ids_shuffle[:, :keep]), (ids_restore >= keep).to(x.dtype), ids_restore
 
-    def forward_encoder(self, imgs:Tensor, mask_ratio:float|None=None, noise:Tensor|None=None) -> tuple:
-        "Encode the kept patches: latent (B, 1 + K, D) with the cls token first, mask (B, L), ids_restore (B, L)."
+    def forward_encoder(self, imgs:Tensor, mask_ratio:float|None=None, noise:Tensor|None=None
+                       ) -> tuple:
+        "Encode the kept patches: latent (B, 1 + K, D) (cls token first), mask (B, L), ids_restore."
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # (B, L, D)
-        x, mask, ids_restore = self.random_masking(x, self.mask_ratio if mask_ratio is None else mask_ratio, noise)
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        x, mask, ids_restore = self.random_masking(x, ratio, noise)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], 1)  # (B, 1 + K, D)
         for blk in self.blocks: x = blk(x)
@@ -155,8 +164,8 @@ class MaskedAutoencoder(nn.Module):
     def forward_decoder(self, latent:Tensor, ids_restore:Tensor) -> Tensor:
         "Predict every patch, (B, L, p·p·C), from the latent (B, 1 + K, D) of the kept ones."
         x = self.decoder_embed(latent)  # (B, 1 + K, decoder width)
-        x = torch.cat([x[:, :1], unshuffle(x[:, 1:], self.mask_token, ids_restore)], 1)  # (B, 1 + L, ...)
-        proj = getattr(self, 'decoder_pos_proj', None)  # without separate decoder position embeddings
+        x = torch.cat([x[:, :1], unshuffle(x[:, 1:], self.mask_token, ids_restore)], 1)  # 1 + L
+        proj = getattr(self, 'decoder_pos_proj', None)  # no separate decoder position embeddings
         x = x + (self.decoder_pos_embed if proj is None else proj(self.pos_embed))
         for blk in self.decoder_blocks: x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # without the cls token
@@ -166,7 +175,7 @@ class MaskedAutoencoder(nn.Module):
         return masked_patch_mse(pred, self.patchify(imgs), mask, self.norm_pix_loss)
 
     def forward(self, imgs:Tensor, mask_ratio:float|None=None, noise:Tensor|None=None) -> tuple:
-        "(loss, pred (B, L, p·p·C), mask (B, L)) of one masked-autoencoding pass; `noise` repeats a masking."
+        "(loss, pred (B, L, p·p·C), mask (B, L)) of one masked-autoencoding pass."
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)
         return self.forward_loss(imgs, pred, mask), pred, mask
