@@ -21,23 +21,30 @@ __all__ = ['interpolate_pos_embed', 'hf_to_mae_state_dict', 'hf_config', 'infer_
 # %% ../nbs/03a_checkpoints.ipynb #2b91d7d8
 def interpolate_pos_embed(pos_embed:torch.Tensor, # (1, 1 + h·w, D), cls row first
                           grid_hw:tuple, # the grid wanted
-                          old_hw:tuple|None=None, # its grid; None: `grid_hw` if the sizes agree, else square
+                          old_hw:tuple|None=None, # its grid; None: `grid_hw` if it fits, or square
                          ) -> torch.Tensor:
     "`pos_embed` resized bicubically from grid `old_hw` to grid `grid_hw`."
     n = pos_embed.shape[1] - 1
     if old_hw is None: old_hw = tuple(grid_hw) if n == math.prod(grid_hw) else (math.isqrt(n),) * 2
     if math.prod(old_hw) != n:
-        raise ValueError(f"A position embedding of {n} patches is not a {old_hw[0]}x{old_hw[1]} grid: pass its grid")
-    return resample_abs_pos_embed(pos_embed, list(grid_hw), list(old_hw), num_prefix_tokens=1, antialias=False)
+        raise ValueError(f"A position embedding of {n} patches is not a {old_hw[0]}x{old_hw[1]} "
+                         "grid: pass its grid")
+    return resample_abs_pos_embed(pos_embed, list(grid_hw), list(old_hw), num_prefix_tokens=1,
+                                  antialias=False)
 
 # %% ../nbs/03a_checkpoints.ipynb #d438dd46
-_HF_RENAMES = [  # HF ViTMAEForPreTraining key (transformers 4.x and 5.x) -> facebookresearch/mae key
-    (r'^vit\.embeddings\.cls_token$', 'cls_token'), (r'^vit\.embeddings\.position_embeddings$', 'pos_embed'),
+# HF ViTMAEForPreTraining key (transformers 4.x and 5.x) -> facebookresearch/mae key
+_HF_RENAMES = [
+    (r'^vit\.embeddings\.cls_token$', 'cls_token'),
+    (r'^vit\.embeddings\.position_embeddings$', 'pos_embed'),
     (r'^vit\.embeddings\.patch_embeddings\.projection\.', 'patch_embed.proj.'),
     (r'^vit\.(?:encoder\.layer|layers)\.(\d+)\.', r'blocks.\1.'), (r'^vit\.layernorm\.', 'norm.'),
-    (r'^decoder\.decoder_(?:layers|encoder\.layer)\.(\d+)\.', r'decoder_blocks.\1.'), (r'^decoder\.', ''),
-    (r'\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.', lambda m: f'.attn.{m[1][0]}.'),
-    (r'\.attention\.(?:output\.dense|o_proj)\.', '.attn.proj.'), (r'\.intermediate\.dense\.', '.mlp.fc1.'),
+    (r'^decoder\.decoder_(?:layers|encoder\.layer)\.(\d+)\.', r'decoder_blocks.\1.'),
+    (r'^decoder\.', ''),
+    (r'\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.',
+     lambda m: f'.attn.{m[1][0]}.'),
+    (r'\.attention\.(?:output\.dense|o_proj)\.', '.attn.proj.'),
+    (r'\.intermediate\.dense\.', '.mlp.fc1.'),
     (r'\.output\.dense\.', '.mlp.fc2.'), (r'\.layernorm_before\.', '.norm1.'),
     (r'\.layernorm_after\.', '.norm2.')]
 
@@ -53,96 +60,116 @@ def hf_to_mae_state_dict(sd:dict) -> dict:
     return sd
 
 # %% ../nbs/03a_checkpoints.ipynb #127458bb
-_HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                    hidden_act='gelu', layer_norm_eps=1e-12, image_size=224, patch_size=16, num_channels=3,
+_HF_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, hidden_act='gelu', layer_norm_eps=1e-12, image_size=224,
+                    patch_size=16, num_channels=3,
                     qkv_bias=True, decoder_num_attention_heads=16, decoder_hidden_size=512,
                     decoder_num_hidden_layers=8, decoder_intermediate_size=2048, mask_ratio=0.75,
                     norm_pix_loss=False)
-_HF_NAMES = dict(img_size='image_size', patch_size='patch_size', in_chans='num_channels', embed_dim='hidden_size',
-                 depth='num_hidden_layers', num_heads='num_attention_heads', decoder_embed_dim='decoder_hidden_size',
-                 decoder_depth='decoder_num_hidden_layers', decoder_num_heads='decoder_num_attention_heads',
-                 mask_ratio='mask_ratio', norm_pix_loss='norm_pix_loss')  # MAEConfig field -> HF config key
+_HF_NAMES = dict(  # MAEConfig field -> HF config key
+    img_size='image_size', patch_size='patch_size', in_chans='num_channels',
+    embed_dim='hidden_size', depth='num_hidden_layers', num_heads='num_attention_heads',
+    decoder_embed_dim='decoder_hidden_size', decoder_depth='decoder_num_hidden_layers',
+    decoder_num_heads='decoder_num_attention_heads', mask_ratio='mask_ratio',
+    norm_pix_loss='norm_pix_loss')
 
 def hf_config(path) -> tuple[dict, float]:
     "(MAEConfig fields, layer-norm eps) from an HF ViTMAE `config.json`."
     d = {**_HF_DEFAULTS, **json.loads(Path(path).read_text())}
     if d.get('model_type') != 'vit_mae':
-        raise ValueError(f"{path}: model_type={d.get('model_type')!r}, expected 'vit_mae' (HF ViTMAEForPreTraining)")
+        raise ValueError(f"{path}: model_type={d.get('model_type')!r}, expected 'vit_mae' "
+                         "(HF ViTMAEForPreTraining)")
     ratio = d['intermediate_size'] / d['hidden_size']
     ok = dict(hidden_act=d['hidden_act'] == 'gelu', qkv_bias=d['qkv_bias'],
               patch_size=isinstance(d['patch_size'], int),
-              decoder_intermediate_size=d['decoder_intermediate_size'] == ratio * d['decoder_hidden_size'])
-    bad = [k for k, v in ok.items() if not v]
-    if bad: raise ValueError(f"{path}: ssl_mae cannot represent {', '.join(f'{k}={d[k]!r}' for k in bad)} "
-                             "(it needs gelu, qkv_bias, square patches and one MLP ratio for encoder and decoder)")
+              decoder_intermediate_size=(d['decoder_intermediate_size']
+                                         == ratio * d['decoder_hidden_size']))
+    if bad := [k for k, v in ok.items() if not v]:
+        what = ', '.join(f'{k}={d[k]!r}' for k in bad)
+        raise ValueError(f"{path}: ssl_mae cannot represent {what} (it needs gelu, qkv_bias, "
+                         "square patches and one MLP ratio for encoder and decoder)")
     return {**{k: d[v] for k, v in _HF_NAMES.items()}, 'mlp_ratio': ratio}, d['layer_norm_eps']
 
 # %% ../nbs/03a_checkpoints.ipynb #9e80c082
-_ZOO_HEADS = {192: 3, 384: 6, 512: 16, 768: 12, 1024: 16, 1280: 16}  # width -> heads in the MAE and timm model zoos
+# width -> heads in the MAE and timm model zoos
+_ZOO_HEADS = {192: 3, 384: 6, 512: 16, 768: 12, 1024: 16, 1280: 16}
 
 def infer_geometry(sd:dict, # facebookresearch/mae key names
                    where:str='checkpoint', # named in errors
                   ) -> dict: # MAEConfig fields
-    "The MAEConfig geometry of a facebookresearch / timm state dict: sizes from its shapes, heads from the zoo."
+    "MAEConfig geometry of a facebookresearch/timm state dict: sizes from shapes, heads from zoos."
     if not {'patch_embed.proj.weight', 'pos_embed', 'blocks.0.mlp.fc1.weight'} <= sd.keys():
-        raise ValueError(f"{where} is not an MAE checkpoint: no patch_embed.proj.weight, pos_embed, blocks.N.* keys "
-                         f"(found {', '.join(list(sd)[:5])}, ...)")
+        raise ValueError(f"{where} is not an MAE checkpoint: no patch_embed.proj.weight, "
+                         f"pos_embed, blocks.N.* keys (found {', '.join(list(sd)[:5])}, ...)")
     D, C, p, _ = sd['patch_embed.proj.weight'].shape
     depth = lambda pre: len({k.split('.')[1] for k in sd if k.startswith(pre)})
-    geo = dict(img_size=math.isqrt(sd['pos_embed'].shape[1] - 1) * p, patch_size=p, in_chans=C, embed_dim=D,
-               depth=depth('blocks.'), num_heads=_ZOO_HEADS.get(D),
+    geo = dict(img_size=math.isqrt(sd['pos_embed'].shape[1] - 1) * p, patch_size=p, in_chans=C,
+               embed_dim=D, depth=depth('blocks.'), num_heads=_ZOO_HEADS.get(D),
                mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / D)
     if 'decoder_embed.weight' in sd:
         Dd = sd['decoder_embed.weight'].shape[0]
-        geo.update(decoder_embed_dim=Dd, decoder_depth=depth('decoder_blocks.'), decoder_num_heads=_ZOO_HEADS.get(Dd))
+        geo.update(decoder_embed_dim=Dd, decoder_depth=depth('decoder_blocks.'),
+                   decoder_num_heads=_ZOO_HEADS.get(Dd))
     if None in geo.values():
-        raise ValueError(f"{where}: cannot tell the number of attention heads of a {D}-d encoder or its decoder: "
-                         "pass cfg=MAEConfig(...) with num_heads and decoder_num_heads")
+        raise ValueError(f"{where}: cannot tell the number of attention heads of a {D}-d encoder "
+                         "or its decoder: pass cfg=MAEConfig(...) with num_heads and "
+                         "decoder_num_heads")
     return geo
 
 # %% ../nbs/03a_checkpoints.ipynb #b6162906
 def _listing(keys, n=8):
     keys = sorted(keys)
-    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '') if keys else 'none'
+    "Up to `n` of `keys`, sorted, as text."
+    if not keys: return 'none'
+    keys = sorted(keys)
+    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
 
 def load_mae_state_dict(model:MaskedAutoencoder, # the model to fill
                         sd:dict, # facebookresearch/mae key names
                         old_hw:tuple|None=None, # the checkpoint's patch grid; None: square
                         where:str='checkpoint', # named in errors
                        ) -> MaskedAutoencoder:
-    "Load `sd` strictly, position embeddings interpolated; without any decoder key, into the encoder only."
+    "Load `sd` strictly, position embeddings interpolated; no decoder key: into the encoder only."
     grid = model.patch_embed.grid_size
     resize = lambda k, v: interpolate_pos_embed(v, grid, old_hw) if k.endswith('pos_embed') else v
     sd, own = {k: resize(k, v) for k, v in sd.items()}, model.state_dict()
     decoder = {k for k in own if k.startswith('decoder') or k == 'mask_token'}
     encoder_only = not decoder & sd.keys()
-    missing, unexpected = own.keys() - sd.keys() - (decoder if encoder_only else set()), sd.keys() - own.keys()
+    missing = own.keys() - sd.keys() - (decoder if encoder_only else set())
+    unexpected = sd.keys() - own.keys()
     shapes = [f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}'
               for k, v in sd.items() if k in own and v.shape != own[k].shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"{where} does not fit MaskedAutoencoder(cfg):\n  missing keys: {_listing(missing)}\n"
+        raise ValueError(f"{where} does not fit MaskedAutoencoder(cfg):\n"
+                         f"  missing keys: {_listing(missing)}\n"
                          f"  unexpected keys: {_listing(unexpected)}\n"
                          f"  shapes (checkpoint vs model): {_listing(shapes)}\n"
-                         "Pass the cfg the checkpoint was trained with, or cfg=None to read the geometry from it.")
-    if encoder_only: warnings.warn(f"{where} holds no decoder: the decoder keeps its random initialisation")
+                         "Pass the cfg the checkpoint was trained with, or cfg=None to read the "
+                         "geometry from it.")
+    if encoder_only:
+        warnings.warn(f"{where} holds no decoder: the decoder keeps its random initialisation")
     model.load_state_dict(sd, strict=not encoder_only)
     return model
 
 # %% ../nbs/03a_checkpoints.ipynb #dc0c3104
 def _read_weights(path:Path) -> tuple[dict, dict|None]:
-    "(tensors, saved ssl_mae config or None) of a .safetensors or torch file, {'model': ...} unwrapped."
+    "(tensors, saved ssl_mae config or None) of a .safetensors or torch file, 'model' unwrapped."
     try:
         if path.suffix == '.safetensors': return load_file(path), None
-        with torch.serialization.safe_globals([argparse.Namespace]):  # MAE's training checkpoints hold their args
+        # MAE's training checkpoints hold their args
+        with torch.serialization.safe_globals([argparse.Namespace]):
             sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch and safetensors raise many kinds for a corrupt or foreign file
-        if 'fastcore.foundation.L' in str(e):  # fastai's save(with_opt=True): a run's last.pth, for resuming
-            raise ValueError(f"{path} is a training checkpoint with optimiser state, which loads only unsafely: "
-                             "use the run's best.pth, or encoder.pth (save_encoder)") from None
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}): expected a safetensors or "
-                         "torch weights file (an HF folder, a facebookresearch/mae .pth, a timm or ssl_mae "
-                         "checkpoint)") from None
-    saved = sd.get('config') if isinstance(sd, dict) and isinstance(sd.get('config'), dict) else None
+        # fastai's save(with_opt=True): a run's last.pth, for resuming
+        if 'fastcore.foundation.L' in str(e):
+            raise ValueError(f"{path} is a training checkpoint with optimiser state, which loads "
+                             "only unsafely: use the run's best.pth, or encoder.pth "
+                             "(save_encoder)") from None
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}): expected a "
+                         "safetensors or torch weights file (an HF folder, a facebookresearch/mae "
+                         ".pth, a timm or ssl_mae checkpoint)") from None
+    saved = sd.get('config') if isinstance(sd, dict) else None
+    saved = saved if isinstance(saved, dict) else None
     sd = sd.get('model', sd) if isinstance(sd, dict) else sd
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise ValueError(f"{path} holds no state dict of tensors (nor one under 'model')")
@@ -150,16 +177,19 @@ def _read_weights(path:Path) -> tuple[dict, dict|None]:
 
 # %% ../nbs/03a_checkpoints.ipynb #37a6c3f9
 def read_checkpoint(path, # an HF ViTMAEForPreTraining folder or a weights file
-                   ) -> tuple: # (state dict, MAEConfig fields or None, layer-norm eps, patch grid or None)
-    "The state dict of an MAE checkpoint with facebookresearch/mae names, and what the checkpoint says of itself."
+                   ) -> tuple: # (state dict, config fields or None, norm eps, patch grid or None)
+    "The state dict of an MAE checkpoint (facebookresearch/mae names), and what it says of itself."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"Checkpoint {path} not found")
     if path.is_dir():
         if not (path/'config.json').is_file():
-            raise FileNotFoundError(f"{path} has no config.json: expected an HF ViTMAEForPreTraining folder")
+            raise FileNotFoundError(f"{path} has no config.json: "
+                                    "expected an HF ViTMAEForPreTraining folder")
         geo, eps = hf_config(path/'config.json')
-        w = next((path/n for n in ('model.safetensors', 'pytorch_model.bin') if (path/n).is_file()), None)
-        if w is None: raise FileNotFoundError(f"{path} has neither model.safetensors nor pytorch_model.bin")
+        w = next((path/n for n in ('model.safetensors', 'pytorch_model.bin') if (path/n).is_file()),
+                 None)
+        if w is None:
+            raise FileNotFoundError(f"{path} has neither model.safetensors nor pytorch_model.bin")
         sd = hf_to_mae_state_dict(_read_weights(w)[0])
     else:
         (sd, saved), eps = _read_weights(path), 1e-6
@@ -167,13 +197,14 @@ def read_checkpoint(path, # an HF ViTMAEForPreTraining folder or a weights file
     return sd, geo or None, eps, MAEConfig(**geo, seed=0).grid_size if geo else None
 
 # %% ../nbs/03a_checkpoints.ipynb #dc763253
-def load_pretrained(path, # HF ViTMAEForPreTraining folder, facebookresearch/mae .pth, timm or ssl_mae weights
+def load_pretrained(path, # HF ViTMAEForPreTraining folder, facebookresearch/mae .pth, timm/ssl_mae
                     cfg:MAEConfig|None=None, # None: geometry from the checkpoint
                    ) -> MaskedAutoencoder:
     "A MaskedAutoencoder with the weights of an MAE checkpoint."
     sd, geo, eps, grid = read_checkpoint(path)
     cfg = cfg or MAEConfig(**(geo or infer_geometry(sd, str(path))))
-    return load_mae_state_dict(MaskedAutoencoder.from_cfg(cfg, norm_eps=eps), sd, grid, where=str(path))
+    model = MaskedAutoencoder.from_cfg(cfg, norm_eps=eps)
+    return load_mae_state_dict(model, sd, grid, where=str(path))
 
 # %% ../nbs/03a_checkpoints.ipynb #ca275330
 def checkpoint_cfg(path, # as for `load_pretrained`
