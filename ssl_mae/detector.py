@@ -20,7 +20,7 @@ __all__ = ['VIT_GROUPS', 'logit_diff', 'morph_score', 'mad_head', 'MADClassifier
 # %% ../nbs/03b_detector.ipynb #0ba73e05
 def logit_diff(logits:Tensor, # (B,), (B, 1) or (B, 2)
               ) -> Tensor: # (B,)
-    "The morph-minus-bona-fide logit `z₁ − z₀` of a two-logit head, or the logit of a one-logit head."
+    "The morph-minus-bona-fide logit `z₁ − z₀` of a two-logit head, or a one-logit head's logit."
     z = logits.as_subclass(Tensor)
     if z.ndim == 2 and z.shape[1] == 2: return z[:, 1] - z[:, 0]
     if z.ndim == 1 or (z.ndim == 2 and z.shape[1] == 1): return z.reshape(-1)
@@ -36,43 +36,51 @@ def morph_score(logits:Tensor, # (B,), (B, 1) or (B, 2)
 def mad_head(in_dim:int, # width of the pooled features
              n_out:int=1, # logits: 1 for BCE and the margin loss, 2 for CE
              proj_dim:int|None=384, # width of the projection (linear -> GELU); None: no projection
-             improved:bool=True, # norm -> linear -> GELU -> dropout -> linear, else one linear layer
+             improved:bool=True, # norm -> linear -> GELU -> dropout -> linear, else one linear
              dropout_p:float=0.1, # dropout of the improved classifier
             ) -> nn.Sequential:
     "The detector's head: optional projection, then the classifier, whose last layer starts near 0."
     d = proj_dim or in_dim
-    cls = (nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout_p), nn.Linear(d, n_out))
+    cls = (nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout_p),
+                         nn.Linear(d, n_out))
            if improved else nn.Linear(d, n_out))
-    head = nn.Sequential(nn.Sequential(nn.Linear(in_dim, d), nn.GELU()) if proj_dim else nn.Identity(), cls)
+    proj = nn.Sequential(nn.Linear(in_dim, d), nn.GELU()) if proj_dim else nn.Identity()
+    head = nn.Sequential(proj, cls)
     last = cls[-1] if improved else cls
     trunc_normal_(last.weight, std=2e-5); nn.init.zeros_(last.bias)
     return head
 
 # %% ../nbs/03b_detector.ipynb #f019909d
 class MADClassifier(nn.Module):
-    "Morph detector: an MAE encoder on unmasked images, pooled, then a head; optionally the reconstruction loss."
-    def __init__(self, encoder:MaskedAutoencoder, # pretrained (or fresh) autoencoder, copied (not changed)
+    "Morph detector: an MAE encoder on unmasked images, pooled, a head; also its reconstruction loss."
+    def __init__(self, encoder:MaskedAutoencoder, # pretrained (or new) autoencoder, copied
                  head:nn.Module, # pooled features (B, embed_dim) -> logits, e.g. `mad_head(...)`
                  global_pool:str='token', # 'token', 'avg' or 'max' (see `POOLS`)
                  drop_path:float=0.): # stochastic depth of the last encoder block; 0 turns it off
         super().__init__()
-        if global_pool not in POOLS: raise ValueError(f"global_pool={global_pool!r}: must be one of {POOLS}")
+        if global_pool not in POOLS:
+            raise ValueError(f"global_pool={global_pool!r}: must be one of {POOLS}")
         self.encoder, self.head, self.global_pool = copy.deepcopy(encoder), head, global_pool
-        for blk, r in zip(self.encoder.blocks, torch.linspace(0, drop_path, len(self.encoder.blocks)).tolist()):
-            blk.drop_path1, blk.drop_path2 = (DropPath(r) if r > 0 else nn.Identity() for _ in range(2))
+        rates = torch.linspace(0, drop_path, len(self.encoder.blocks)).tolist()
+        for blk, r in zip(self.encoder.blocks, rates):
+            blk.drop_path1, blk.drop_path2 = (DropPath(r) if r else nn.Identity() for _ in range(2))
 
     @classmethod
     def from_cfg(cls, encoder:MaskedAutoencoder, cfg:MAEConfig):
-        "The detector `cfg` describes (head, pooling, drop path; two logits for the 'ce' loss) on `encoder`."
+        "The detector `cfg` describes on `encoder`: head, pooling, drop path, logits for the loss."
         head = mad_head(encoder.cls_token.shape[-1], 2 if cfg.loss == 'ce' else 1,
-                        cfg.proj_dim if cfg.use_projection_head else None, cfg.use_improved_classifier, cfg.dropout_p)
+                        cfg.proj_dim if cfg.use_projection_head else None,
+                        cfg.use_improved_classifier, cfg.dropout_p)
         return cls(encoder, head, cfg.global_pool, cfg.drop_path)
 
     def features(self, x:Tensor) -> Tensor:
         "Pooled encoder features (B, D) of unmasked images (B, C, H, W)."
         return global_pool_nlc(self.encoder.forward_encoder(x, mask_ratio=0.)[0], self.global_pool)
 
-    def recon_loss(self, x:Tensor, mask_ratio:float|None=None) -> Tensor: return self.encoder(x, mask_ratio)[0]
+    def recon_loss(self, x:Tensor, mask_ratio:float|None=None) -> Tensor:
+        "The autoencoder's reconstruction loss of a masked pass over `x`."
+        return self.encoder(x, mask_ratio)[0]
+
     def forward(self, x:Tensor, # images (B, C, H, W)
                 recon:bool=False): # also return the masked reconstruction loss, for joint training
         "Logits (B, n_logits), or (logits, reconstruction loss) when `recon`."
@@ -80,7 +88,8 @@ class MADClassifier(nn.Module):
         return (logits, self.recon_loss(x)) if recon else logits
 
 # %% ../nbs/03b_detector.ipynb #9916579d
-VIT_GROUPS = dict(stem=r'^encoder\.(?:cls_token$|patch_embed\.)', blocks=[(r'^encoder\.blocks\.(\d+)\.', None)])
+VIT_GROUPS = dict(stem=r'^encoder\.(?:cls_token$|patch_embed\.)',
+                  blocks=[(r'^encoder\.blocks\.(\d+)\.', None)])
 
 def vit_splitter(model:MADClassifier) -> list:
     "fastai splitter: [stem, block 0, ..., block depth-1, the rest], by timm's `group_parameters`."
