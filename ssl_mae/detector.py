@@ -52,7 +52,7 @@ def mad_head(in_dim:int, # width of the pooled features
 
 # %% ../nbs/03b_detector.ipynb #f019909d
 class MADClassifier(nn.Module):
-    "Morph detector: an MAE encoder on unmasked images, pooled, a head; also its reconstruction loss."
+    "Morph detector: an MAE encoder of unmasked images, pooling and a head (and reconstruction)."
     def __init__(self, encoder:MaskedAutoencoder, # pretrained (or new) autoencoder, copied
                  head:nn.Module, # pooled features (B, embed_dim) -> logits, e.g. `mad_head(...)`
                  global_pool:str='token', # 'token', 'avg' or 'max' (see `POOLS`)
