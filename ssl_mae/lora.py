@@ -18,30 +18,34 @@ __all__ = ['LORA_LAYERS', 'LORA_EXTRA', 'SplitQKV', 'add_lora', 'adapt', 'lora_s
 
 # %% ../nbs/03c_lora.ipynb #d1ba339d
 def _linear(weight:Tensor, bias:Tensor|None) -> nn.Linear:
-    "An `nn.Linear` holding copies of `weight` (out, in) and `bias`, built without a random initialisation."
+    "An `nn.Linear` holding copies of `weight` (out, in) and `bias`, built without random init."
     lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device='meta')
     lin.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
-    if bias is not None: lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=bias.requires_grad)
+    if bias is not None:
+        lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=bias.requires_grad)
     return lin
 
 class SplitQKV(nn.Module):
-    "timm's fused `qkv` Linear as three Linears `q`, `k`, `v` with its weights: the same output, adaptable one by one."
+    "timm's fused `qkv` as three Linears `q`, `k`, `v` with its weights: adaptable one by one."
     def __init__(self, qkv:nn.Linear): # a block's `attn.qkv`: in -> 3·out
         super().__init__()
         biases = qkv.bias.chunk(3) if qkv.bias is not None else (None,) * 3
-        for name, w, b in zip('qkv', qkv.weight.chunk(3), biases): setattr(self, name, _linear(w, b))
+        for name, w, b in zip('qkv', qkv.weight.chunk(3), biases):
+            setattr(self, name, _linear(w, b))
 
     def forward(self, x:Tensor) -> Tensor: return torch.cat([self.q(x), self.k(x), self.v(x)], -1)
 
     def fused(self) -> nn.Linear:
         "The one `qkv` Linear of `q`, `k` and `v` (merge their adapters first)."
         lins = (self.q, self.k, self.v)
-        if not all(type(l) is nn.Linear for l in lins): raise TypeError("q, k, v hold adapters: merge them first")
+        if not all(type(l) is nn.Linear for l in lins):
+            raise TypeError("q, k, v hold adapters: merge them first")
         return _linear(torch.cat([l.weight for l in lins]),
                        None if self.q.bias is None else torch.cat([l.bias for l in lins]))
 
 # %% ../nbs/03c_lora.ipynb #497f064d
-LORA_LAYERS = dict(q='attn.qkv.q', k='attn.qkv.k', v='attn.qkv.v', proj='attn.proj', fc1='mlp.fc1', fc2='mlp.fc2')
+LORA_LAYERS = dict(q='attn.qkv.q', k='attn.qkv.k', v='attn.qkv.v', proj='attn.proj', fc1='mlp.fc1',
+                   fc2='mlp.fc2')
 LORA_EXTRA = "pip install 'ssl_mae[lora]'"  # installs peft
 
 def add_lora(model:MADClassifier, # a detector, changed in place
@@ -50,11 +54,12 @@ def add_lora(model:MADClassifier, # a detector, changed in place
              targets=('q', 'v'), # the layers of every encoder block to adapt, from `LORA_TARGETS`
              dropout:float=0., # dropout on each adapter's input
             ) -> MADClassifier:
-    "Freeze `model`'s autoencoder and add peft LoRA adapters (B = 0) to the `targets` of every encoder block."
+    "Freeze `model`'s autoencoder, add LoRA adapters (B = 0) to `targets` in every encoder block."
     if bad := [t for t in targets if t not in LORA_LAYERS]:
         raise ValueError(f"LoRA targets {bad} unknown: choose from {', '.join(LORA_LAYERS)}")
     enc = model.encoder
-    if any(isinstance(b.attn.qkv, SplitQKV) for b in enc.blocks): raise ValueError("model already has LoRA adapters")
+    if any(isinstance(b.attn.qkv, SplitQKV) for b in enc.blocks):
+        raise ValueError("model already has LoRA adapters")
     try: from peft import LoraConfig, inject_adapter_in_model
     except ImportError: raise ImportError(f"adapter='lora' needs peft: {LORA_EXTRA}") from None
     enc.requires_grad_(False)
@@ -68,23 +73,25 @@ def add_lora(model:MADClassifier, # a detector, changed in place
 def adapt(model:MADClassifier, # the detector `MADClassifier.from_cfg` built
           cfg:MAEConfig, # its `adapter` and `lora_*` fields
          ) -> MADClassifier:
-    "The detector that fine-tuning trains: `model` itself ('full') or with the config's LoRA adapters ('lora')."
+    "The detector fine-tuning trains: `model` ('full') or `model` with LoRA adapters ('lora')."
     if cfg.adapter == 'full': return model
     return add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.lora_dropout)
 
 # %% ../nbs/03c_lora.ipynb #dd4cff28
 def lora_splitter(model:MADClassifier) -> list:
-    "fastai splitter under LoRA: `vit_splitter`'s groups holding only adapters and head; the frozen weights in none."
-    trains = {id(p) for n, p in model.named_parameters() if 'lora_' in n or not n.startswith('encoder.')}
+    "fastai splitter for LoRA: `vit_splitter`'s groups with only adapters and head in them."
+    trains = {id(p) for n, p in model.named_parameters()
+              if 'lora_' in n or not n.startswith('encoder.')}
     return [[p for p in g if id(p) in trains] for g in vit_splitter(model)]
 
 # %% ../nbs/03c_lora.ipynb #f5c581c9
 def merge_lora(model:MADClassifier, # an adapted detector, or its DistributedDataParallel wrapper
               ) -> MADClassifier:
-    "A copy of `model` with its LoRA adapters merged into the weights and q, k, v fused: a plain `MADClassifier`."
+    "A copy of `model` with LoRA adapters merged into the weights, q, k, v fused: a plain detector."
     from peft.tuners.lora import LoraLayer
     m = copy.deepcopy(getattr(model, 'module', model))
-    for kind, swap in ((LoraLayer, lambda mod: mod.merge() or mod.get_base_layer()), (SplitQKV, SplitQKV.fused)):
+    unwrap = lambda mod: mod.merge() or mod.get_base_layer()  # peft's layer -> its merged Linear
+    for kind, swap in ((LoraLayer, unwrap), (SplitQKV, SplitQKV.fused)):
         for name, mod in list(m.named_modules()):
             if isinstance(mod, kind): m.set_submodule(name, swap(mod))
     vars(m.encoder).pop('peft_config', None)  # what peft noted on the encoder
