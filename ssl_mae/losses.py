@@ -20,24 +20,27 @@ __all__ = ['as_labels', 'as_weights', 'MADLoss', 'WeightedBCE', 'WeightedCE', 'M
 def as_labels(labels, n:int) -> Tensor:
     "`labels` as a long (n,) tensor of 0 (bona fide) / 1 (morph), or a clear error."
     y = torch.as_tensor(labels).as_subclass(Tensor).reshape(-1)
-    if y.numel() != n: raise ValueError(f"{y.numel()} labels for {n} logits: pass one 0/1 label per image")
+    if y.numel() != n:
+        raise ValueError(f"{y.numel()} labels for {n} logits: pass one 0/1 label per image")
     if not ((y == 0) | (y == 1)).all():
-        raise ValueError(f"labels must be 0 (bona fide) or 1 (morph); got values {y.unique().tolist()}")
+        got = y.unique().tolist()
+        raise ValueError(f"labels must be 0 (bona fide) or 1 (morph); got values {got}")
     return y.long()
 
+# %% ../nbs/04_losses.ipynb #a610b65f
 def as_weights(class_weights) -> Tensor:
-    "`class_weights` [w_bonafide, w_morph] as a float tensor (None: equal weights), or a clear error."
+    "`class_weights` [w_bonafide, w_morph] as a float tensor (None: equal weights); a clear error."
     if class_weights is None: return torch.ones(2)
     try: w = torch.as_tensor(class_weights, dtype=torch.float32).reshape(-1)
     except (TypeError, ValueError, RuntimeError): w = torch.zeros(0)
     if w.numel() != 2 or not (w.isfinite() & (w > 0)).all():
-        raise ValueError(f"class_weights={class_weights!r}: must be two positive numbers [w_bonafide, w_morph], "
-                         "e.g. ssl_mae.data.class_weights(training labels)")
+        raise ValueError(f"class_weights={class_weights!r}: must be two positive numbers "
+                         "[w_bonafide, w_morph], e.g. ssl_mae.data.class_weights(training labels)")
     return w
 
 # %% ../nbs/04_losses.ipynb #a1f26a69
 class MADLoss:
-    "Base of the detector losses: a torch-style `reduction`, fastai's `activation` (P(morph)) and `decodes` (0/1)."
+    "Base of the losses: torch's `reduction`, fastai's `activation` (P(morph)) and `decodes` (0/1)."
     reduction = 'mean'
     def activation(self, logits:Tensor) -> Tensor: return morph_score(logits)
     def decodes(self, scores:Tensor) -> Tensor: return (scores >= 0.5).long()
@@ -50,7 +53,8 @@ class WeightedBCE(MADLoss):
     def __call__(self, logits:Tensor, labels) -> Tensor:
         d = logit_diff(logits)
         pos_weight = (self.weights[1] / self.weights[0]).to(d)
-        return F.binary_cross_entropy_with_logits(d, as_labels(labels, len(d)).to(d), pos_weight=pos_weight,
+        y = as_labels(labels, len(d)).to(d)
+        return F.binary_cross_entropy_with_logits(d, y, pos_weight=pos_weight,
                                                   reduction=self.reduction)
 
 # %% ../nbs/04_losses.ipynb #336a092e
@@ -61,30 +65,36 @@ class WeightedCE(MADLoss):
     def __call__(self, logits:Tensor, labels) -> Tensor:
         z = logits.as_subclass(Tensor)
         two = z if z.ndim == 2 and z.shape[1] == 2 else F.pad(logit_diff(z)[:, None], (1, 0))
-        return F.cross_entropy(two, as_labels(labels, len(two)), weight=self.weights.to(two), reduction=self.reduction)
+        return F.cross_entropy(two, as_labels(labels, len(two)), weight=self.weights.to(two),
+                               reduction=self.reduction)
 
 # %% ../nbs/04_losses.ipynb #3d9a9e06
 class MarginLoss(MADLoss):
-    "Hinge on the logit difference: `max(0, m − (2·label − 1)·(z₁ − z₀))`, optionally class-weighted."
+    "Hinge on the logit difference: `max(0, m − (2·label − 1)·(z₁ − z₀))`, maybe class-weighted."
     def __init__(self, m:float=0.3, # the margin, zero or more
                  class_weights=None): # [w_bonafide, w_morph]; None: unweighted
-        if not m >= 0: raise ValueError(f"margin m={m!r}: must be zero or more (the SSL_MAE design uses 0.3)")
+        if not m >= 0:
+            raise ValueError(f"margin m={m!r}: must be zero or more (the SSL_MAE design uses 0.3)")
         self.m, self.weights = m, as_weights(class_weights)
     def __call__(self, logits:Tensor, labels) -> Tensor:
         d = logit_diff(logits)
         y = as_labels(labels, len(d))
         w = self.weights.to(d)[y]
-        wl = w * F.margin_ranking_loss(d, torch.zeros_like(d), 2 * y.to(d) - 1, margin=self.m, reduction='none')
-        return wl if self.reduction == 'none' else wl.sum() / (w.sum() if self.reduction == 'mean' else 1)
+        sign = 2 * y.to(d) - 1
+        wl = w * F.margin_ranking_loss(d, torch.zeros_like(d), sign, margin=self.m, reduction='none')
+        if self.reduction == 'none': return wl
+        return wl.sum() / (w.sum() if self.reduction == 'mean' else 1)
 
 # %% ../nbs/04_losses.ipynb #5bc9c834
 def mad_loss(cfg:MAEConfig, # `cfg.loss` picks 'bce', 'ce' or 'margin'; `cfg.margin` is m
              class_weights=None # [w_bonafide, w_morph]; None: `cfg.class_weights`
             ) -> MADLoss:
-    "The classification loss named by `cfg.loss`, weighted by `class_weights` (else `cfg.class_weights`)."
+    "The classification loss `cfg.loss` names, weighted by `class_weights` or `cfg.class_weights`."
     cw = class_weights if class_weights is not None else cfg.class_weights
-    if cw is None: raise ValueError("mad_loss needs class weights: pass class_weights=ssl_mae.data.class_weights("
-                                    "training labels), or set cfg.class_weights=[w_bonafide, w_morph]")
+    if cw is None:
+        raise ValueError("mad_loss needs class weights: pass "
+                         "class_weights=ssl_mae.data.class_weights(training labels), "
+                         "or set cfg.class_weights=[w_bonafide, w_morph]")
     if cfg.loss == 'bce': return WeightedBCE(cw)
     if cfg.loss == 'ce': return WeightedCE(cw)
     if cfg.loss == 'margin': return MarginLoss(cfg.margin, cw)
