@@ -80,8 +80,8 @@ class MarginLoss(MADLoss):
         d = logit_diff(logits)
         y = as_labels(labels, len(d))
         w = self.weights.to(d)[y]
-        sign = 2 * y.to(d) - 1
-        wl = w * F.margin_ranking_loss(d, torch.zeros_like(d), sign, margin=self.m, reduction='none')
+        sign, zero = 2 * y.to(d) - 1, torch.zeros_like(d)
+        wl = w * F.margin_ranking_loss(d, zero, sign, margin=self.m, reduction='none')
         if self.reduction == 'none': return wl
         return wl.sum() / (w.sum() if self.reduction == 'mean' else 1)
 
