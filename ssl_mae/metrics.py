@@ -20,29 +20,34 @@ __all__ = ['OPERATING_POINTS', 'RATE_COLS', 'MD_COLS', 'checked', 'det_points', 
 # %% ../nbs/05_metrics.ipynb #c46f0892
 def _np(x):
     "`x` (tensor, array, list or Series) as a flat numpy array."
-    return (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).reshape(-1)
+    a = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return a.reshape(-1)
 
 def checked(scores, # P(morph) or any score where higher means "more likely a morph"
             labels, # 0 = bona fide, 1 = morph
             name:str|None=None, # what the set is, for error messages (e.g. a style)
             both:bool=True, # require bona fide and morph samples
            ) -> tuple[np.ndarray, np.ndarray]:
-    "`scores` as float64 and `labels` as int64 numpy arrays, or one clear error naming the problem and the set."
+    "`scores` as float64 and `labels` as int64 arrays, or one clear error naming problem and set."
     s, y, where = _np(scores), _np(labels), f' in {name}' if name else ''
     if len(s) != len(y):
-        raise ValueError(f'scores and labels{where} differ in length: {len(s)} scores, {len(y)} labels')
+        raise ValueError(f'scores and labels{where} differ in length: '
+                         f'{len(s)} scores, {len(y)} labels')
     try: s = s.astype(np.float64)
-    except (TypeError, ValueError): raise TypeError(f'scores{where} must be numbers, not {s.dtype}') from None
+    except (TypeError, ValueError):
+        raise TypeError(f'scores{where} must be numbers, not {s.dtype}') from None
     if not np.isfinite(s).all():
-        raise ValueError(f'{np.isnan(s).sum()} NaN and {np.isinf(s).sum()} infinite scores{where} (of {len(s)}): '
-                         'drop or fix those samples before computing metrics')
+        raise ValueError(f'{np.isnan(s).sum()} NaN and {np.isinf(s).sum()} infinite scores{where} '
+                         f'(of {len(s)}): drop or fix those samples before computing metrics')
     if not (ok := np.isin(y, (0, 1))).all():
-        raise ValueError(f'labels{where} must be 0 (bona fide) or 1 (morph), not {sorted(set(y[~ok].tolist()))[:5]}')
+        bad = sorted(set(y[~ok].tolist()))[:5]
+        raise ValueError(f'labels{where} must be 0 (bona fide) or 1 (morph), not {bad}')
     y = y.astype(np.int64)
     if both and (y.min(initial=1) == 1 or y.max(initial=0) == 0):
-        has = 'no samples' if len(y) == 0 else f"only {'morph' if y[0] else 'bona fide'} samples (n={len(y)})"
-        raise ValueError(f"{name or 'the score set'} has {has}: D-EER, AUC and the other error-rate metrics "
-                         'need both bona fide (0) and morph (1) samples')
+        one = 'morph' if len(y) and y[0] else 'bona fide'
+        has = 'no samples' if len(y) == 0 else f"only {one} samples (n={len(y)})"
+        raise ValueError(f"{name or 'the score set'} has {has}: D-EER, AUC and the other "
+                         'error-rate metrics need both bona fide (0) and morph (1) samples')
     return s, y
 
 # %% ../nbs/05_metrics.ipynb #f28e44bb
@@ -96,27 +101,29 @@ def _pct(x:float) -> str: return f'{100 * x:g}'
 
 def _auc(pts:pd.DataFrame) -> float:
     "Area under the ROC (BPCER on x, 1 - APCER on y) of `det_points`."
-    return float(torch.trapezoid(1 - torch.tensor(pts.apcer.to_numpy()), torch.tensor(pts.bpcer.to_numpy())))
+    apcer, bpcer = (torch.tensor(pts[c].to_numpy()) for c in ('apcer', 'bpcer'))
+    return float(torch.trapezoid(1 - apcer, bpcer))
 
 def mad_metrics(scores, # P(morph) or any real score, higher = more likely a morph
                 labels, # 0 = bona fide, 1 = morph
                 name:str|None=None, # what the set is, for error messages (e.g. a style)
                ) -> dict:
-    "AUC, D-EER (+ threshold), BPCER@APCER and APCER@BPCER at 1/5/10/20 %, and the class counts of one score set."
+    "AUC, D-EER (+ threshold), BPCER@APCER, APCER@BPCER at 1/5/10/20 %, class counts of scores."
     s, y = checked(scores, labels, name)
     pts = det_points(s, y)
     eer, t = _d_eer(pts)
     return dict(auc=_auc(pts), d_eer=eer, d_eer_threshold=t,
-                **{f'bpcer_at_apcer_{_pct(x)}': _lowest(pts, 'bpcer', 'apcer', x) for x in OPERATING_POINTS},
-                **{f'apcer_at_bpcer_{_pct(x)}': _lowest(pts, 'apcer', 'bpcer', x) for x in OPERATING_POINTS},
+                **{f'{r}_at_{at}_{_pct(x)}': _lowest(pts, r, at, x)
+                   for r, at in (('bpcer', 'apcer'), ('apcer', 'bpcer')) for x in OPERATING_POINTS},
                 n_bonafide=int((y == 0).sum()), n_morph=int((y == 1).sum()))
 
 # %% ../nbs/05_metrics.ipynb #da56d696
 RATE_COLS = ('d_eer', *[f'{r}_at_{o}_{_pct(x)}' for r, o in (('bpcer', 'apcer'), ('apcer', 'bpcer'))
-                        for x in OPERATING_POINTS], 'apcer_at_pooled_t', 'bpcer_at_pooled_t', 'worst_case_apcer')
+                        for x in OPERATING_POINTS],
+             'apcer_at_pooled_t', 'bpcer_at_pooled_t', 'worst_case_apcer')
 
 def _cell(v, pct:bool) -> str:
-    "One table cell: text as is, blank for missing, integers plain, rates in %, other numbers to 4 digits."
+    "A table cell: text as is, blank if missing, integers plain, rates in %, else 4 digits."
     if isinstance(v, str): return v
     if v is None or pd.isna(v): return ''
     if isinstance(v, (int, np.integer)): return str(v)
@@ -127,22 +134,25 @@ def md_table(df:pd.DataFrame, # the table; its index is not shown (use `reset_in
             ) -> str:
     "`df` as a GitHub Markdown table, without the `tabulate` package."
     rows = [list(map(str, df.columns)), ['---'] * df.shape[1]]
-    rows += [[_cell(v, c in pct) for c, v in zip(df.columns, r)] for r in df.itertuples(index=False)]
+    rows += [[_cell(v, c in pct) for c, v in zip(df.columns, r)]
+             for r in df.itertuples(index=False)]
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)
 
 # %% ../nbs/05_metrics.ipynb #9432351e
 def trained_styles(train) -> set:
-    "The morph styles a detector trained on, from its train style: 'LMA', 'LMA+pseudo' (mix), 'pseudo' (bona fide only)."
+    "The morph styles a detector trained on, from its train style: 'LMA', 'LMA+pseudo', 'pseudo'."
     return set(str(train).split('+'))
 
+# %% ../nbs/05_metrics.ipynb #c04f549a
 def _one_train_style(tab:pd.DataFrame, train) -> pd.DataFrame:
-    "Rows of `style_report` for the scores of one detector: one per test style, then the pooled set."
+    "Rows of `style_report` for one detector's scores: one per test style, then the pooled one."
     pool = tab.drop_duplicates('path') if 'path' in tab else tab
     tag = lambda st: f'{st} (trained on {train})' if train is not None else str(st)
     pooled = mad_metrics(pool.score, pool.label, tag('the pooled set'))
     at_t = lambda g: dict(zip(('apcer_at_pooled_t', 'bpcer_at_pooled_t'),
                               apcer_bpcer(g.score, g.label, pooled['d_eer_threshold'])))
-    seen = lambda st: {} if train is None else dict(seen='in-style' if st in trained_styles(train) else 'unseen')
+    seen = lambda st: {} if train is None else dict(
+        seen='in-style' if st in trained_styles(train) else 'unseen')
     rows = [dict(style=st, **seen(st), **mad_metrics(g.score, g.label, tag(st)), **at_t(g))
             for st, g in tab.groupby('style', sort=False)]
     worst = max(r['apcer_at_pooled_t'] for r in rows)
@@ -150,14 +160,15 @@ def _one_train_style(tab:pd.DataFrame, train) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(**({} if train is None else dict(train_style=train)))
 
 # %% ../nbs/05_metrics.ipynb #90cbaf93
-MD_COLS = ('train_style', 'style', 'seen', 'n_bonafide', 'n_morph', 'auc', 'd_eer', 'bpcer_at_apcer_5',
-           'bpcer_at_apcer_10', 'bpcer_at_apcer_20', 'apcer_at_pooled_t', 'worst_case_apcer')
+MD_COLS = ('train_style', 'style', 'seen', 'n_bonafide', 'n_morph', 'auc', 'd_eer',
+           'bpcer_at_apcer_5', 'bpcer_at_apcer_10', 'bpcer_at_apcer_20', 'apcer_at_pooled_t',
+           'worst_case_apcer')
 _UNSEEN = ('d_eer', 'bpcer_at_apcer_10')  # the metrics summarised over unseen styles
 
 @dataclass
 class StyleReport:
-    "Per-style metrics of one or more detectors: `.table`, `.matrix(metric)`, `.unseen()`, `.markdown()`."
-    table: pd.DataFrame  # one row per (train style,) test style, plus one `pooled` row per train style
+    "Per-style metrics of detectors: `.table`, `.matrix(metric)`, `.unseen()`, `.markdown()`."
+    table: pd.DataFrame  # a row per (train style,) test style, and a `pooled` row per train style
 
     @property
     def train_styles(self) -> list:
@@ -167,45 +178,52 @@ class StyleReport:
     def matrix(self, metric:str='d_eer', # a column of `.table`, e.g. 'd_eer' or 'bpcer_at_apcer_10'
               ) -> pd.DataFrame:
         "Train style × test style matrix of `metric` (the pooled set is the last column)."
-        if not self.train_styles: raise ValueError("a train × test matrix needs a 'train_style' column in the scores")
+        if not self.train_styles:
+            raise ValueError("a train × test matrix needs a 'train_style' column in the scores")
         m = self.table.pivot(index='train_style', columns='style', values=metric)
         tests = [s for s in self.table['style'].unique() if s != 'pooled']
         return m.loc[self.train_styles, tests + ['pooled']]
 
     def unseen(self) -> pd.DataFrame:
-        "Per train style: its unseen test styles, and the mean and worst (with its style) D-EER and BPCER@APCER10."
+        "Per train style: its unseen test styles, mean and worst (which) D-EER and BPCER@APCER10."
         if 'seen' not in self.table: return pd.DataFrame(columns=['train_style'])
         rows = []
-        for train, g in self.table[self.table['seen'] == 'unseen'].groupby('train_style', sort=False):
+        unseen = self.table[self.table['seen'] == 'unseen']
+        for train, g in unseen.groupby('train_style', sort=False):
             r = dict(train_style=train, unseen_styles=', '.join(g['style']))
             for k in _UNSEEN:
                 worst = g.loc[g[k].idxmax()]
-                r.update({f'mean_{k}': g[k].mean(), f'worst_{k}': worst[k], f'worst_{k}_style': worst['style']})
+                r.update({f'mean_{k}': g[k].mean(), f'worst_{k}': worst[k],
+                          f'worst_{k}_style': worst['style']})
             rows.append(r)
         return pd.DataFrame(rows, columns=None if rows else ['train_style'])
 
     def _marked(self, metric:str) -> pd.DataFrame:
-        "The matrix of `metric` in %, in-style cells marked `*`, with the mean and worst over unseen styles."
+        "Matrix of `metric` in %, in-style cells marked `*`; mean and worst over unseen styles."
         m, u = self.matrix(metric), self.unseen().set_index('train_style')
         out = m.map(lambda v: _cell(v, True))
         for train in m.index:
             for st in m.columns.drop('pooled'):
                 if st in trained_styles(train): out.loc[train, st] += ' *'
         for agg in ('mean', 'worst'):
-            if f'{agg}_{metric}' in u: out[f'unseen {agg}'] = [_cell(u[f'{agg}_{metric}'].get(t), True) for t in m.index]
+            if (col := f'{agg}_{metric}') in u:
+                out[f'unseen {agg}'] = [_cell(u[col].get(t), True) for t in m.index]
         return out.reset_index()
 
     def markdown(self) -> str:
-        "The table (rates in %), the unseen-style summary, and with several train styles the marked matrices."
+        "The table (rates in %), the unseen-style summary and, for several train styles, matrices."
         out = ['Rates in %; `apcer_at_pooled_t`: APCER at the pooled D-EER threshold.\n',
                md_table(self.table[[c for c in MD_COLS if c in self.table]])]
         for r in self.unseen().itertuples():
-            out.append(f"\nTrained on {r.train_style}, unseen styles ({r.unseen_styles}): D-EER mean "
-                       f"{100 * r.mean_d_eer:.2f} %, worst {100 * r.worst_d_eer:.2f} % ({r.worst_d_eer_style}); "
-                       f"BPCER@APCER=10 % mean {100 * r.mean_bpcer_at_apcer_10:.2f} %, worst "
-                       f"{100 * r.worst_bpcer_at_apcer_10:.2f} % ({r.worst_bpcer_at_apcer_10_style}).")
+            out.append(f"\nTrained on {r.train_style}, unseen styles ({r.unseen_styles}): "
+                       f"D-EER mean {100 * r.mean_d_eer:.2f} %, "
+                       f"worst {100 * r.worst_d_eer:.2f} % ({r.worst_d_eer_style}); "
+                       f"BPCER@APCER=10 % mean {100 * r.mean_bpcer_at_apcer_10:.2f} %, "
+                       f"worst {100 * r.worst_bpcer_at_apcer_10:.2f} % "
+                       f"({r.worst_bpcer_at_apcer_10_style}).")
         if len(self.train_styles) > 1:
-            for k, title in (('d_eer', 'D-EER (%)'), ('bpcer_at_apcer_10', 'BPCER at APCER = 10 % (%)')):
+            titles = ('d_eer', 'D-EER (%)'), ('bpcer_at_apcer_10', 'BPCER at APCER = 10 % (%)')
+            for k, title in titles:
                 out += [f'\n{title}, train style (rows) × test style (columns); * in-style:\n',
                         md_table(self._marked(k), pct=())]
         return '\n'.join(out)
@@ -215,9 +233,10 @@ class StyleReport:
 # %% ../nbs/05_metrics.ipynb #3805758f
 def style_report(scores_table:pd.DataFrame, # columns style, label, score [, train_style, path]
                 ) -> StyleReport:
-    "Per-style and pooled metrics, worst-case APCER at the pooled D-EER threshold, and the train × test matrix."
+    "Per-style and pooled metrics, worst-case APCER at the pooled D-EER threshold, a style matrix."
     if missing := [c for c in ('style', 'label', 'score') if c not in scores_table]:
-        raise ValueError(f'score table lacks column(s) {missing}: it needs style, label, score [, train_style, path]')
+        raise ValueError(f'score table lacks column(s) {missing}: '
+                         'it needs style, label, score [, train_style, path]')
     if 'train_style' not in scores_table: return StyleReport(_one_train_style(scores_table, None))
     parts = [_one_train_style(g, tr) for tr, g in scores_table.groupby('train_style', sort=False)]
     tab = pd.concat(parts, ignore_index=True)
@@ -225,7 +244,7 @@ def style_report(scores_table:pd.DataFrame, # columns style, label, score [, tra
 
 # %% ../nbs/05_metrics.ipynb #911b105b
 def _on_valid(logits, labels, f, **kw) -> float:
-    "`f(det_points(scores, labels), **kw)` with scores = `morph_score(logits)` of all validation outputs."
+    "`f(det_points(scores, labels), **kw)`, scores the `morph_score` of all validation outputs."
     return f(det_points(morph_score(logits), labels, 'the validation set'), **kw)
 
 def _d_eer_only(pts:pd.DataFrame) -> float: return _d_eer(pts)[0]
@@ -234,12 +253,14 @@ def DEER() -> AccumMetric:
     "fastai metric: D-EER over the whole validation set (lower is better)."
     return AccumMetric(_on_valid, flatten=False, name='d_eer', f=_d_eer_only)
 
+# %% ../nbs/05_metrics.ipynb #1360dac3
 def BPCERAtAPCER(x:float=0.1, # the APCER bound, as a fraction
                 ) -> AccumMetric:
     "fastai metric: lowest BPCER with APCER <= x over the whole validation set (lower is better)."
     return AccumMetric(_on_valid, flatten=False, name=f'bpcer_at_apcer_{_pct(x)}',
                        f=_lowest, rate='bpcer', at='apcer', x=x)
 
+# %% ../nbs/05_metrics.ipynb #eafa0dba
 def AUC() -> AccumMetric:
     "fastai metric: ROC AUC over the whole validation set."
     return AccumMetric(_on_valid, flatten=False, name='auc', f=_auc)
