@@ -40,15 +40,17 @@ def finish(fig:Figure, save=None) -> Figure:
 
 # %% ../nbs/06_viz.ipynb #e3d1c77a
 def score_sets(data) -> dict:
-    "`{name: (scores, labels)}` from a table with style, label, score columns (one set per style) or such a dict."
+    "`{name: (scores, labels)}` from a table with style, label, score columns, or such a dict."
     if isinstance(data, pd.DataFrame):
         if missing := [c for c in ('label', 'score') if c not in data]:
-            raise ValueError(f"score table lacks column(s) {missing}: it needs label, score [, style] (as scores.csv)")
+            raise ValueError(f"score table lacks column(s) {missing}: "
+                             "it needs label, score [, style] (as scores.csv)")
         groups = data.groupby('style', sort=False) if 'style' in data else [('all', data)]
         return {str(k): (g['score'].to_numpy(), g['label'].to_numpy()) for k, g in groups}
-    if isinstance(data, dict) and all(isinstance(v, (tuple, list)) and len(v) == 2 for v in data.values()): return data
-    raise TypeError(f"expected a table with label, score [, style] columns or a dict {{name: (scores, labels)}}, "
-                    f"got {type(data).__name__}")
+    pair = lambda v: isinstance(v, (tuple, list)) and len(v) == 2
+    if isinstance(data, dict) and all(map(pair, data.values())): return data
+    raise TypeError(f"expected a table with label, score [, style] columns or a dict "
+                    f"{{name: (scores, labels)}}, got {type(data).__name__}")
 
 # %% ../nbs/06_viz.ipynb #682ac11d
 DET_TICKS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.4)  # probit-axis ticks, as fractions
@@ -59,7 +61,8 @@ def _curves(data, figsize) -> tuple:
     "A one-axes figure, and (name, `det_points`, `mad_metrics`) of each score set in `data`."
     fig = Figure(figsize=figsize)
     sets = score_sets(data).items()
-    return fig, fig.subplots(), [(name, det_points(s, y, name), mad_metrics(s, y, name)) for name, (s, y) in sets]
+    curves = [(name, det_points(s, y, name), mad_metrics(s, y, name)) for name, (s, y) in sets]
+    return fig, fig.subplots(), curves
 
 def plot_det(data, # a table with style, label, score columns, or `{name: (scores, labels)}`
              save=None, # path of a PNG to write
@@ -69,7 +72,8 @@ def plot_det(data, # a table with style, label, score columns, or `{name: (score
     fig, ax, curves = _curves(data, (5.5, 5))
     for name, pts, m in curves:
         eer = m['d_eer']
-        line, = ax.plot(_probit(pts.apcer, lim), _probit(pts.bpcer, lim), label=f'{name} (D-EER {100 * eer:.1f} %)')
+        line, = ax.plot(_probit(pts.apcer, lim), _probit(pts.bpcer, lim),
+                        label=f'{name} (D-EER {100 * eer:.1f} %)')
         ax.plot(*_probit([eer, eer], lim), 'o', color=line.get_color())
     ticks = _probit(np.array(DET_TICKS), lim)
     for axis in (ax.xaxis, ax.yaxis): axis.set_ticks(ticks, [f'{100 * t:g}' for t in DET_TICKS])
@@ -86,10 +90,11 @@ def plot_roc(data, # a table with style, label, score columns, or `{name: (score
              title:str='ROC curve'):
     "ROC curves (BPCER vs 1 − APCER), one per style, with the AUC in the legend."
     fig, ax, curves = _curves(data, (5, 5))
-    for name, pts, m in curves: ax.plot(pts.bpcer, 1 - pts.apcer, label=f"{name} (AUC {m['auc']:.3f})")
+    for name, pts, m in curves:
+        ax.plot(pts.bpcer, 1 - pts.apcer, label=f"{name} (AUC {m['auc']:.3f})")
     ax.plot([0, 1], [0, 1], ':', color='grey', lw=0.8)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='BPCER: bona fide rejected', ylabel='1 − APCER: morphs detected',
-           title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='BPCER: bona fide rejected',
+           ylabel='1 − APCER: morphs detected', title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='lower right')
     return finish(fig, save)
@@ -109,7 +114,8 @@ def plot_score_hist(data, # a table with style, label, score columns, or `{name:
         s, y = checked(s, y, name)
         t = mad_metrics(s, y, name)['d_eer_threshold']
         edges = np.linspace(min(s.min(), 0), max(s.max(), 1), bins + 1)
-        for c, lab in ((0, 'bona fide'), (1, 'morph')): ax.hist(s[y == c], edges, alpha=0.6, label=lab)
+        for c, lab in ((0, 'bona fide'), (1, 'morph')):
+            ax.hist(s[y == c], edges, alpha=0.6, label=lab)
         ax.axvline(t, color='k', ls='--', lw=1, label=f'D-EER threshold {t:.3g}')
         ax.set(title=name, xlabel='score = P(morph)', ylabel='images')
         ax.legend(fontsize=7)
@@ -120,7 +126,7 @@ def reconstruct(model, # a `MaskedAutoencoder`
                 imgs:torch.Tensor, # (B, C, H, W) normalised images
                 mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
                 noise:torch.Tensor|None=None): # (B, L) noise fixing which patches are hidden
-    "(target patches, predicted patches in image units, mask) of one masked forward pass of `model`."
+    "(target patches, predicted patches in image units, mask) of a masked forward pass of `model`."
     was_training = model.training
     try:
         with torch.no_grad(): _, pred, mask = model.eval()(imgs, mask_ratio=mask_ratio, noise=noise)
@@ -134,18 +140,19 @@ def reconstruct(model, # a `MaskedAutoencoder`
 # %% ../nbs/06_viz.ipynb #04120d18
 def _to_display(x:torch.Tensor, mean, std) -> np.ndarray:
     "(B, C, H, W) normalised images as (B, H, W, C) floats in [0, 1] (grey images as (B, H, W))."
-    x = x.detach().cpu().float() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    col = lambda v: torch.tensor(v)[:, None, None]
+    x = x.detach().cpu().float() * col(std) + col(mean)
     x = x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     return x[..., 0] if x.shape[-1] == 1 else x
 
 def show_reconstructions(model, # a `MaskedAutoencoder`
                          imgs:torch.Tensor, # (B, C, H, W) normalised images
-                         mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
-                         noise:torch.Tensor|None=None, # (B, L) noise fixing which patches are hidden
-                         mean=IMAGENET_MEAN, std=IMAGENET_STD, # image normalisation, e.g. `norm_stats(dls)`
+                         mask_ratio:float|None=None, # share of patches hidden; None: the model's
+                         noise:torch.Tensor|None=None, # (B, L) noise fixing the hidden patches
+                         mean=IMAGENET_MEAN, std=IMAGENET_STD, # e.g. `norm_stats(dls)`
                          n:int=4, # images shown (rows)
                          save=None): # path of a PNG to write
-    "Rows of original | masked | reconstruction | reconstruction with the visible patches pasted back."
+    "Rows of original | masked | reconstruction | reconstruction with visible patches pasted back."
     imgs, noise = imgs[:n], None if noise is None else noise[:n]
     _, pred, mask = reconstruct(model, imgs, mask_ratio, noise)
     hidden, rec = model.unpatchify(mask[..., None].expand_as(pred).to(pred)), model.unpatchify(pred)
@@ -163,7 +170,8 @@ def show_reconstructions(model, # a `MaskedAutoencoder`
 # %% ../nbs/06_viz.ipynb #0fd05f4a
 def norm_stats(dls) -> dict:
     "`mean` and `std` of the `Normalize` among the batch transforms of `dls` (0 and 1 without one)."
-    f = next((t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize)), None)
+    tfms = getattr(getattr(dls, 'after_batch', None), 'fs', [])
+    f = next((t for t in tfms if isinstance(t, Normalize)), None)
     if f is None: return dict(mean=(0.,), std=(1.,))
     return dict(mean=tuple(f.mean.flatten().tolist()), std=tuple(f.std.flatten().tolist()))
 
@@ -172,17 +180,19 @@ def patch_errors(target:torch.Tensor, pred:torch.Tensor) -> torch.Tensor:
     "Mean squared error of each patch, (B, L), from `reconstruct`'s target and prediction."
     return ((pred - target) ** 2).mean(-1)
 
+# %% ../nbs/06_viz.ipynb #3d3e33db
 def plot_error_map(model, # a `MaskedAutoencoder`
                    imgs:torch.Tensor, # (B, C, H, W) normalised images
-                   mask_ratio:float|None=None, # share of patches hidden; None: `model.mask_ratio`
-                   noise:torch.Tensor|None=None, # (B, L) noise fixing which patches are hidden
-                   mean=IMAGENET_MEAN, std=IMAGENET_STD, # image normalisation, e.g. `norm_stats(dls)`
+                   mask_ratio:float|None=None, # share of patches hidden; None: the model's
+                   noise:torch.Tensor|None=None, # (B, L) noise fixing the hidden patches
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, # normalisation, e.g. `norm_stats(dls)`
                    n:int=4, # images shown
                    save=None): # path of a PNG to write
     "Per-patch reconstruction error of the hidden patches as a heat map over each image."
     imgs, noise = imgs[:n], None if noise is None else noise[:n]
     target, pred, mask = reconstruct(model, imgs, mask_ratio, noise)
-    err = patch_errors(target, pred).masked_fill(~mask.bool() if mask.any() else torch.zeros_like(mask).bool(), np.nan)
+    clear = ~mask.bool() if mask.any() else torch.zeros_like(mask).bool()  # patches left uncoloured
+    err = patch_errors(target, pred).masked_fill(clear, np.nan)
     (gh, gw), (h, w) = model.patch_embed.grid_size, imgs.shape[-2:]
     fig = Figure(figsize=(2.5 * len(imgs) + 1, 5), layout='constrained')
     axs = fig.subplots(2, len(imgs), squeeze=False)
@@ -200,27 +210,32 @@ def plot_error_map(model, # a `MaskedAutoencoder`
 
 # %% ../nbs/06_viz.ipynb #0572f848
 def training_history(src) -> pd.DataFrame:
-    "Per-epoch losses and metrics from a fastai `Recorder` or a CSV log (run metadata such as `seed` left out)."
+    "Per-epoch losses and metrics from a fastai `Recorder` or a CSV log (without `seed` and such)."
     if hasattr(src, 'values') and hasattr(src, 'metric_names'):
         df = pd.DataFrame([list(map(float, v)) for v in src.values],
                           columns=[m for m in src.metric_names if m not in ('epoch', 'time')])
     elif isinstance(src, (str, Path)):
         if not Path(src).is_file(): raise FileNotFoundError(f"training log {src} not found")
         df = pd.read_csv(src)
-        if 'epoch' in df: df = df[df['epoch'].astype(str) != 'epoch']  # headers repeated by appended fits
-        df = df.drop(columns=['seed', 'epoch', 'time'], errors='ignore').apply(pd.to_numeric, errors='coerce')
-    else: raise TypeError(f"expected a fastai Recorder or a CSVLogger file path, got {type(src).__name__}")
+        if 'epoch' in df: df = df[df['epoch'].astype(str) != 'epoch']  # headers of appended fits
+        df = df.drop(columns=['seed', 'epoch', 'time'], errors='ignore')
+        df = df.apply(pd.to_numeric, errors='coerce')
+    else:
+        raise TypeError(f"expected a fastai Recorder or a CSVLogger file path, "
+                        f"got {type(src).__name__}")
     df = df.dropna(axis=1, how='all').reset_index(drop=True)
     if df.empty: raise ValueError(f"no epochs with numbers in the training log {src}")
     return df
 
+# %% ../nbs/06_viz.ipynb #5064111f
 def plot_training_curves(src, # a fastai `Recorder` (`learn.recorder`) or a CSVLogger file
                          save=None): # path of a PNG to write
     "Losses and metrics per epoch from a fastai recorder or CSV log."
     df = training_history(src)
     groups = [g for g in ([c for c in df if 'loss' in c], [c for c in df if 'loss' not in c]) if g]
     fig = Figure(figsize=(5 * len(groups), 3.5), layout='constrained')
-    for ax, cols, title in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups, ('losses', 'metrics')):
+    axs = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, cols, title in zip(axs, groups, ('losses', 'metrics')):
         for c in cols: ax.plot(np.arange(1, len(df) + 1), df[c], 'o-', ms=3, label=c)
         ax.set(xlabel='epoch', title=title if len(groups) > 1 else None)
         ax.grid(alpha=0.3)
