@@ -21,14 +21,17 @@ def unwrap(model):
     "The model inside a `DistributedDataParallel` wrapper (or the model itself)."
     return getattr(model, 'module', model)
 
+# %% ../nbs/07_callbacks.ipynb #47b1b6b2
 def mae_loss(pred, *yb):
     "The loss a `MaskedAutoencoder` returned as the first item of its output."
     return pred[0]
 
+# %% ../nbs/07_callbacks.ipynb #f574e5c8
 class MAEPretrain(Callback):
-    "Masked-autoencoder pretext task: images are their own target; validation masks are fixed per batch."
+    "Masked-autoencoder pretext task: images are their own target; fixed validation masks."
     order = 5
-    def __init__(self, valid_seed:int=0): self.valid_seed = valid_seed  # seed of the validation masks
+    def __init__(self, valid_seed:int=0): # seed of the validation masks
+        self.valid_seed = valid_seed
     def before_fit(self): self.learn.loss_func = mae_loss
     def before_batch(self):
         x = self.xb[0]
@@ -38,17 +41,18 @@ class MAEPretrain(Callback):
     def valid_noise(self, x, i:int=0):
         "Masking noise for validation batch `i`: the same in every epoch."
         g = torch.Generator().manual_seed(self.valid_seed + i)
-        return torch.rand(x.shape[0], unwrap(self.learn.model).patch_embed.num_patches, generator=g).to(x.device)
+        L = unwrap(self.learn.model).patch_embed.num_patches
+        return torch.rand(x.shape[0], L, generator=g).to(x.device)
 
     def show(self, n:int=4):
-        "Reconstruction grid of `n` images of the current batch (of a validation batch outside training)."
+        "Reconstruction grid of `n` images of the current batch (outside training: validation)."
         m, x = unwrap(self.learn.model), getattr(self.learn, 'xb', (None,))[0]
         if x is None: x = self.dls.valid.one_batch()[0]
         return show_reconstructions(m, x[:n], **norm_stats(self.dls))
 
 # %% ../nbs/07_callbacks.ipynb #f6ef988e
 class ReconSnapshot(Callback):
-    "Save the reconstruction grid of fixed validation images and masks to `learn.path` after each epoch."
+    "After each epoch, save the reconstruction grid of fixed validation images and masks."
     order = 65
     def __init__(self, n:int=4, # images in the grid
                  every:int=1, # epochs between snapshots
@@ -59,19 +63,21 @@ class ReconSnapshot(Callback):
     def before_train(self):  # training epochs only: never in `validate` or `get_preds`
         if self.imgs is not None: return
         self.imgs = self.dls.valid.one_batch()[0][:self.n]
-        self.noise = torch.rand(len(self.imgs), unwrap(self.model).patch_embed.num_patches, generator=torch.Generator().manual_seed(0))
+        L, g = unwrap(self.model).patch_embed.num_patches, torch.Generator().manual_seed(0)
+        self.noise = torch.rand(len(self.imgs), L, generator=g)
 
     def after_epoch(self):
         if self.imgs is None or self.epoch % self.every or rank_distrib(): return
-        m = unwrap(self.learn.model)
-        show_reconstructions(m, self.imgs, noise=self.noise.to(self.imgs.device), **norm_stats(self.dls),
-                             save=self.path/self.fname.format(self.epoch))  # a Figure outside pyplot: nothing to close
+        m, noise = unwrap(self.learn.model), self.noise.to(self.imgs.device)
+        # a Figure outside pyplot: nothing to close
+        show_reconstructions(m, self.imgs, noise=noise, **norm_stats(self.dls),
+                             save=self.path/self.fname.format(self.epoch))
 
 # %% ../nbs/07_callbacks.ipynb #1f29384f
-NO_DECAY = ('pos_embed', 'cls_token', 'mask_token')  # parameter names (suffixes) trained without weight decay
+NO_DECAY = ('pos_embed', 'cls_token', 'mask_token')  # name suffixes of parameters without decay
 
 class NoDecayTokens(Callback):
-    "Turn weight decay off for position embeddings and tokens (fastai already spares norms and biases)."
+    "No weight decay for position embeddings and tokens (fastai already spares norms and biases)."
     order = 1
     def before_fit(self):
         if self.learn.opt is None: return  # `get_preds` of a loaded learner
@@ -81,20 +87,23 @@ class NoDecayTokens(Callback):
 
 # %% ../nbs/07_callbacks.ipynb #ae257e97
 class JointMAE(Callback):
-    "Add `recon_weight` × the masked reconstruction loss of each training batch to the classification loss."
+    "Add `recon_weight` × each training batch's masked reconstruction loss to its loss."
     order = 4  # before GradientAccumulation rescales the loss
-    def __init__(self, recon_weight:float=1.0): # weight of the reconstruction loss (0: supervised only)
-        if not recon_weight >= 0: raise ValueError(f"recon_weight={recon_weight!r}: must be zero or more")
+    def __init__(self, recon_weight:float=1.0): # weight of the reconstruction loss; 0: none
+        if not recon_weight >= 0:
+            raise ValueError(f"recon_weight={recon_weight!r}: must be zero or more")
         self.recon_weight, self.recon, self.sums = recon_weight, None, torch.zeros(3)
+        # metrics to log both parts
         self.part_metrics = [ValueMetric(self.mean_cls, 'train_cls_loss'),
-                             ValueMetric(self.mean_recon, 'train_recon_loss')]  # metrics to log both parts
+                             ValueMetric(self.mean_recon, 'train_recon_loss')]
 
     def before_train(self): self.sums = torch.zeros(3)  # classification, reconstruction, images
     def before_batch(self):
-        if self.training and self.recon_weight > 0: self.learn.xb = (*self.xb, True)  # model(x, recon=True)
+        if self.training and self.recon_weight > 0:
+            self.learn.xb = (*self.xb, True)  # model(x, recon=True)
 
     def after_pred(self):
-        "Split the model's (logits, reconstruction loss) so that metrics and the loss see the logits."
+        "Split the model's (logits, reconstruction loss): metrics and loss see the logits."
         self.recon = None
         if isinstance(self.pred, tuple): self.learn.pred, self.recon = self.pred
 
@@ -102,26 +111,33 @@ class JointMAE(Callback):
         "Add the weighted reconstruction loss to the loss the backward pass sees; sum both parts."
         if self.recon is None: return
         n = len(self.pred)
-        self.sums += torch.stack([self.learn.loss_grad.detach().float() * n, self.recon.detach().float() * n,
-                                  torch.tensor(float(n))])
+        part = lambda v: v.detach().float() * n
+        parts = part(self.learn.loss_grad), part(self.recon), torch.tensor(float(n))
+        self.sums += torch.stack(parts)
         self.learn.loss_grad = self.learn.loss_grad + self.recon_weight * self.recon
         self.learn.loss = self.learn.loss_grad.clone()
 
-    def mean_cls(self) -> float: return (self.sums[0] / self.sums[2]).item()  # over the last training epoch
-    def mean_recon(self) -> float: return (self.sums[1] / self.sums[2]).item()
+    def mean_cls(self) -> float:
+        "The mean classification loss of the last training epoch."
+        return (self.sums[0] / self.sums[2]).item()
+    def mean_recon(self) -> float:
+        "The mean reconstruction loss of the last training epoch."
+        return (self.sums[1] / self.sums[2]).item()
 
 # %% ../nbs/07_callbacks.ipynb #d8bd21f6
 class FreezeStrategy(Callback):
     "Freeze encoder blocks per epoch according to `strategy` (see `FREEZE_STRATEGIES`)."
     order = 2
-    def __init__(self, strategy:str='none', # none, backbone_only, freeze_except_lastN or gradual_unfreeze
+    def __init__(self, strategy:str='none', # one of `FREEZE_STRATEGIES`
                  last_n:int=2, # blocks trained besides the head in the partial phase
                  warmup_epochs:int=2, # gradual_unfreeze: head only before this epoch
                  mid_epochs:int=5): # gradual_unfreeze: head + last_n blocks before this epoch
-        self.strategy, self.last_n, self.warmup_epochs, self.mid_epochs = strategy, last_n, warmup_epochs, mid_epochs
+        self.strategy, self.last_n = strategy, last_n
+        self.warmup_epochs, self.mid_epochs = warmup_epochs, mid_epochs
 
     @classmethod
     def from_config(cls, cfg:MAEConfig):
+        "The strategy of `cfg`: `freeze_strategy`, `freeze_lastN`, `warmup_epochs`, `mid_epochs`."
         return cls(cfg.freeze_strategy, cfg.freeze_lastN, cfg.warmup_epochs, cfg.mid_epochs)
 
     def trainable_groups(self, epoch:int, n_groups:int) -> int:
@@ -134,7 +150,8 @@ class FreezeStrategy(Callback):
         return n_groups
 
     def before_train(self):
-        "Freeze what this epoch doesn't train, when that changes (fastai's `freeze_to` clears the optimiser state)."
+        "Freeze what this epoch does not train, if that changes (`freeze_to` clears Adam's state)."
         opt = self.learn.opt
         frozen = len(opt.param_lists) - self.trainable_groups(self.epoch, len(opt.param_lists))
-        if frozen != getattr(opt, 'frozen_idx', 0): self.learn.freeze_to(frozen)  # a new optimiser freezes nothing
+        # a new optimiser freezes nothing
+        if frozen != getattr(opt, 'frozen_idx', 0): self.learn.freeze_to(frozen)
