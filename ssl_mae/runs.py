@@ -16,7 +16,7 @@ from fastai.imports import noop  # the one fastai's `no_logging` sets (fastcore 
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import TrackerCallback
-from fastai.callback.schedule import fit_one_cycle  # noqa: patches Learner.fit_one_cycle, which resumes runs
+from fastai.callback.schedule import fit_one_cycle  # noqa: patches Learner.fit_one_cycle
 from fastai.learner import Learner, save_model
 from fastai.torch_core import rank_distrib
 from .config import MAEConfig, write_atomic
@@ -27,7 +27,8 @@ __all__ = ['CONFIG', 'STATE', 'LOG', 'new_run_dir', 'start_run', 'run_state', 'R
            'NonFiniteLoss', 'EpochLines', 'epoch_lines']
 
 # %% ../nbs/07a_runs.ipynb #3fa1169e
-CONFIG, STATE, LOG = 'config.json', 'state.json', 'log.csv'  # a run's files besides best.pth and last.pth
+# a run's files besides best.pth and last.pth
+CONFIG, STATE, LOG = 'config.json', 'state.json', 'log.csv'
 
 def new_run_dir(root='runs', # parent folder of all runs
                 name:str='run', # run name, the start of the folder name
@@ -37,7 +38,8 @@ def new_run_dir(root='runs', # parent folder of all runs
     root = Path(root).resolve()
     for d in map(lambda d: Path(d).resolve(), data_roots):
         if root == d or d in root.parents:
-            raise ValueError(f"Run folder {root} is inside the data set {d}: choose an output folder outside it")
+            raise ValueError(f"Run folder {root} is inside the data set {d}: "
+                             "choose an output folder outside it")
     stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')
     for i in range(1, 1000):
         path = root/(f'{name}-{stamp}' + (f'-{i}' if i > 1 else ''))
@@ -51,28 +53,29 @@ def start_run(path, # the run folder; None: a new one under `root`
               name:str='run', # a new folder's name prefix
               root='runs', # parent of new run folders
              ) -> Path:
-    "The run folder, holding `cfg` as `config.json`; a clear error if it holds a run of another config."
+    "The run folder, holding `cfg` as `config.json`; an error if it holds a run of another config."
     path = Path(path) if path is not None else new_run_dir(root, name)
     path.mkdir(parents=True, exist_ok=True)
     if not (f := path/CONFIG).exists(): cfg.to_json(f)
     elif diff := [k for k, v in asdict(MAEConfig.from_json(f)).items() if v != getattr(cfg, k)]:
-        raise ValueError(f"{path} holds a run with another config ({', '.join(diff)} differ): continue it with "
-                         f"MAEConfig.from_json('{f}'), or give a new run folder")
+        raise ValueError(f"{path} holds a run with another config ({', '.join(diff)} differ): "
+                         f"continue it with MAEConfig.from_json('{f}'), or give a new run folder")
     return path
 
 # %% ../nbs/07a_runs.ipynb #abb2e55b
 def run_state(path, # a run folder
              ) -> dict:
-    "The run's `state.json`: kind, epochs_trained, monitor, best, best_epoch; {} before its first epoch ends."
+    "The run's `state.json`: kind, epochs_trained, monitor, best, best_epoch; {} if none yet."
     f = Path(path)/STATE
     if not f.exists(): return {}
     try: return json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{f} is damaged ({e}): the run cannot be resumed; start it again in a new folder") from None
+        raise ValueError(f"{f} is damaged ({e}): the run cannot be resumed; "
+                         "start it again in a new folder") from None
 
 # %% ../nbs/07a_runs.ipynb #7cd14ed0
 class RunCheckpoint(TrackerCallback):
-    "After each trained epoch: `best.pth` when `monitor` improves, `last.pth` with the optimiser, `state.json`."
+    "After each trained epoch: `best.pth` on improvement, `last.pth` with optimiser, `state.json`."
     def __init__(self, monitor:str='valid_loss', # a column of the log
                  comp=np.less, # np.less: lower is better (losses, error rates); np.greater: higher
                  kind:str='run'): # what the run is (pretrain, finetune): `resume_run` checks it
@@ -89,8 +92,9 @@ class RunCheckpoint(TrackerCallback):
 
     def before_train(self):
         if self.first and self.active and self.epoch != self.trained: raise FileExistsError(
-            f"{self.path/self.model_dir} already holds {self.trained} trained epochs: continue them with "
-            f"`resume_run(learn)` and `fit_one_cycle(n, start_epoch={self.trained})`, or use a new run folder")
+            f"{self.path/self.model_dir} already holds {self.trained} trained epochs: "
+            f"continue them with `resume_run(learn)` and "
+            f"`fit_one_cycle(n, start_epoch={self.trained})`, or use a new run folder")
         self.first, self.ran = False, True
 
     def after_epoch(self):
@@ -100,14 +104,14 @@ class RunCheckpoint(TrackerCallback):
         if not self.active: return
         if self.new_best: self._save('best', with_opt=False); self.best_epoch = self.epoch
         self._save('last', with_opt=True)
-        state = dict(kind=self.kind, epochs_trained=self.epoch + 1, monitor=self.monitor, best=float(self.best),
-                     best_epoch=self.best_epoch)
+        state = dict(kind=self.kind, epochs_trained=self.epoch + 1, monitor=self.monitor,
+                     best=float(self.best), best_epoch=self.best_epoch)
         write_atomic(self.path/self.model_dir/STATE, lambda tmp: tmp.write_text(json.dumps(state)))
 
     def _save(self, name, with_opt):
         (self.path/self.model_dir).mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path/self.model_dir/f'{name}.pth',
-                     lambda tmp: save_model(tmp, self.learn.model, self.learn.opt, with_opt=with_opt))
+        save = lambda tmp: save_model(tmp, self.learn.model, self.learn.opt, with_opt=with_opt)
+        write_atomic(self.path/self.model_dir/f'{name}.pth', save)
 
     def after_fit(self):
         "After training, load the best model (fastai's behaviour), in every process."
@@ -121,33 +125,41 @@ def resume_run(learn:Learner, # a learner built like the run's (same model, conf
     "Load the run's `last.pth` (weights and optimiser) into `learn`; return its epochs trained."
     d = learn.path/learn.model_dir
     state = run_state(d)
-    if not state: raise FileNotFoundError(f"{d} holds no finished epoch to resume from (no {STATE})")
+    if not state:
+        raise FileNotFoundError(f"{d} holds no finished epoch to resume from (no {STATE})")
     if kind is not None and state['kind'] != kind:
-        raise ValueError(f"{d} is a {state['kind']} run, not a {kind} run: resume it as a {state['kind']} run")
+        raise ValueError(f"{d} is a {state['kind']} run, not a {kind} run: "
+                         f"resume it as a {state['kind']} run")
     try: learn.load('last', with_opt=True)
-    except Exception as e:  # torch and fastai raise many kinds for a damaged file or another model's weights
-        raise ValueError(f"{d/'last.pth'} is damaged or belongs to another model ({type(e).__name__}): the run "
-                         f"cannot continue from it; start it again in a new folder ({d/'best.pth'} keeps its best "
-                         f"weights so far, from epoch {state['best_epoch']})") from None
+    # torch and fastai raise many kinds for a damaged file or another model's weights
+    except Exception as e:
+        raise ValueError(f"{d/'last.pth'} is damaged or belongs to another model "
+                         f"({type(e).__name__}): the run cannot continue from it; start it again "
+                         f"in a new folder ({d/'best.pth'} keeps its best weights so far, "
+                         f"from epoch {state['best_epoch']})") from None
     return state['epochs_trained']
 
 # %% ../nbs/07a_runs.ipynb #4f10a18e
 def _unwrap_stale(cb):
-    "Undo the logger `cb` installed in a fit that an exception (e.g. Ctrl-C) ended before its `after_fit`."
-    if getattr(cb, 'old_logger', None) is not None: cb.learn.logger, cb.old_logger = cb.old_logger, None
+    "Undo the logger `cb` installed in a fit that an exception (Ctrl-C) ended before `after_fit`."
+    if getattr(cb, 'old_logger', None) is not None:
+        cb.learn.logger, cb.old_logger = cb.old_logger, None
 
 class RunLog(Callback):
     "Write each finished epoch's row, the run's seed first, to `log.csv` in the run folder."
     order = ProgressCallback.order + 1  # wraps the console logger
     def __init__(self, seed:int, # the run's seed
-                 fname:str=LOG): self.seed, self.fname, self.file, self.old_logger = seed, fname, None, None
+                 fname:str=LOG): # the log's file name in the run folder
+        self.seed, self.fname, self.file, self.old_logger = seed, fname, None, None
 
-    def before_fit(self):  # under `no_logging()` too: the file keeps the rows the console doesn't show
+    # under `no_logging()` too: the file keeps the rows the console doesn't show
+    def before_fit(self):
         _unwrap_stale(self)
         self.old_logger, self.learn.logger = self.learn.logger, self._log
 
     def _log(self, row):
-        if len(row) < len(self.recorder.metric_names): return  # not a trained epoch: skipped, or `validate()`
+        # not a trained epoch: skipped, or `validate()`
+        if len(row) < len(self.recorder.metric_names): return
         if not rank_distrib():
             if self.file is None: self.file = self._open(first_epoch=row[0])
             self.file.write(','.join(map(str, [self.seed, *row])) + '\n')
@@ -155,10 +167,11 @@ class RunLog(Callback):
         self.old_logger(row)
 
     def _open(self, first_epoch:int):
-        "The log, opened for appending, without rows of epochs from `first_epoch` on (to be trained again)."
+        "The log, opened for appending, less rows of epochs from `first_epoch` on (trained again)."
         f = self.path/self.fname
         f.parent.mkdir(parents=True, exist_ok=True)
-        head, *rows = f.read_text().splitlines() if f.exists() else [','.join(['seed', *self.recorder.metric_names])]
+        header = ','.join(['seed', *self.recorder.metric_names])
+        head, *rows = f.read_text().splitlines() if f.exists() else [header]
         keep = [head, *[r for r in rows if int(r.split(',')[1]) < first_epoch]]
         write_atomic(f, lambda tmp: tmp.write_text('\n'.join(keep) + '\n'))
         return f.open('a')
@@ -171,14 +184,16 @@ class RunLog(Callback):
 # %% ../nbs/07a_runs.ipynb #3b1ecfa6
 class NonFiniteLoss(Callback):
     "Stop training with a clear error at the first non-finite loss, before its backward pass."
-    order, run_valid = JointMAE.order + 1, False  # after the joint loss is complete; training batches only
+    # after the joint loss is complete; training batches only
+    order, run_valid = JointMAE.order + 1, False
     def after_loss(self):
         if torch.isfinite(self.learn.loss_grad).all(): return
         last = self.path/self.model_dir/'last.pth'
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved yet"
-        raise FloatingPointError(f"Training stopped: the loss became {self.learn.loss_grad.item()} at epoch "
-                                 f"{self.epoch}, batch {self.iter}; {kept}. Lower the learning rate, or check the "
-                                 "input images.")
+        kept = (f"the last good checkpoint is {last}" if last.exists()
+                else "no checkpoint was saved yet")
+        raise FloatingPointError(f"Training stopped: the loss became {self.learn.loss_grad.item()} "
+                                 f"at epoch {self.epoch}, batch {self.iter}; {kept}. Lower the "
+                                 "learning rate, or check the input images.")
 
 # %% ../nbs/07a_runs.ipynb #3832d269
 class EpochLines(Callback):
@@ -196,6 +211,7 @@ class EpochLines(Callback):
         print('  '.join(c.ljust(w) for c, w in zip(cells, self.widths)).rstrip(), flush=True)
     def after_fit(self): _unwrap_stale(self)
 
+# %% ../nbs/07a_runs.ipynb #07a0c6a0
 def epoch_lines(learn:Learner) -> Learner:
     "`learn` with `EpochLines` instead of fastai's progress bars."
     if hasattr(learn, 'progress'): learn.remove_cb(ProgressCallback)
