@@ -81,9 +81,9 @@ class NoDecayTokens(Callback):
     order = 1
     def before_fit(self):
         if self.learn.opt is None: return  # `get_preds` of a loaded learner
-        state = self.learn.opt.state  # a defaultdict: a parameter's entry may not exist yet
+        state = self.learn.opt.state  # a parameter's entry may not exist yet (a new optimiser)
         for n, p in self.learn.model.named_parameters():
-            if n.endswith(NO_DECAY): state[p]['do_wd'] = False
+            if n.endswith(NO_DECAY): state.setdefault(p, {})['do_wd'] = False
 
 # %% ../nbs/07_callbacks.ipynb #ae257e97
 class JointMAE(Callback):
