@@ -4,6 +4,7 @@ Modules:
 
 - `ssl_mae.cli`: `ssl_mae synth | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, and one-line errors.
 - `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
+- `ssl_mae.pseudo`: Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
 - `ssl_mae.viz`: DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a matplotlib Figure, written as PNG on request."""
 
 __version__ = "0.0.1"
