@@ -131,6 +131,7 @@ class MAEConfig:
     pseudo_zoom: tuple[float, float] = (1.06, 1.2)  # zoom range of a self-morph's copy
     pseudo_morph_weights: tuple[float, ...] = (0.5, 0.45, 0.4, 0.35)  # a self-morph's weight on its copy
     pseudo_face_p: float = 0.0  # share of self-morphs confined to the face (the rest: the whole frame)
+    pseudo_noise_match: bool = True  # give pseudo-morphs back the high-frequency variance blending took
     pseudo_spectral_p: float = 0.1  # share of pseudo-morphs with a spectral artefact
     pseudo_jpeg_p: float = 0.5  # share of training images (both classes) JPEG-compressed after pairing
     pseudo_jpeg_quality: tuple[int, int] = (40, 100)  # JPEG quality range
