@@ -7,12 +7,8 @@ Modules:
 - `ssl_mae.lora`: LoRA adapters (peft) on a frozen pretrained encoder: the detector's `adapter='lora'`, its parameter groups, and merging the adapters into the weights for export.
 - `ssl_mae.losses`: The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction loss that joint training adds.
 - `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
+- `ssl_mae.pseudo`: Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
 - `ssl_mae.runs`: One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own `start_epoch`, and console output that suits a notebook, a terminal or a log file.
 - `ssl_mae.viz`: DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a matplotlib Figure, written as PNG on request."""
 
 __version__ = "0.0.1"
-
-import warnings
-# fastai's layers module (imported by ssl_mae.data and every module after it) decorates a function with
-# torch.jit.script, which torch >= 2.9 deprecates with a FutureWarning on every import; it says nothing to our users.
-warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)

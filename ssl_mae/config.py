@@ -143,6 +143,17 @@ class MAEConfig:
     crop_scale: tuple[float, float] = (0.9, 1.1)  # classifier augmentation: resized-crop zoom range
     mean: tuple[float, ...] = IMAGENET_MEAN  # normalisation mean, one per channel
     std: tuple[float, ...] = IMAGENET_STD  # normalisation std, one per channel
+    # pseudo-morphs (bona-fide-only training, `ssl_mae.pseudo`)
+    pseudo_blend_p: float = 0.5  # share of self-blends among pseudo-morphs (the rest: self-morphs)
+    pseudo_blend_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.0)  # a self-blend's mask weight, drawn from these
+    pseudo_quality_p: float = 0.0  # share of self-blends whose colour change also downscales or sharpens (SBI)
+    pseudo_zoom: tuple[float, float] = (1.06, 1.2)  # zoom range of a self-morph's copy
+    pseudo_morph_weights: tuple[float, ...] = (0.5, 0.45, 0.4, 0.35)  # a self-morph's weight on its copy
+    pseudo_face_p: float = 0.0  # share of self-morphs confined to the face (the rest: the whole frame)
+    pseudo_noise_match: bool = True  # give pseudo-morphs back the high-frequency variance blending took
+    pseudo_spectral_p: float = 0.1  # share of pseudo-morphs with a spectral artefact
+    pseudo_jpeg_p: float = 0.5  # share of training images (both classes) JPEG-compressed after pairing
+    pseudo_jpeg_quality: tuple[int, int] = (40, 100)  # JPEG quality range
     seed: int | None = None  # fixed seed, or None to draw one (stored here once drawn)
 
     def __post_init__(self):
@@ -178,6 +189,13 @@ def _problems(c:MAEConfig):
     yield from ((k, getattr(c, k), 'zero or more') for k in nonneg.split() if not getattr(c, k) >= 0)
     unit = 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout'
     yield from ((k, getattr(c, k), 'a number in [0, 1)') for k in unit.split() if not 0 <= getattr(c, k) < 1)
+    probs = 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_spectral_p pseudo_jpeg_p'
+    yield from ((k, getattr(c, k), 'a probability in [0, 1]') for k in probs.split() if not 0 <= getattr(c, k) <= 1)
+    for k in ('pseudo_blend_ratios', 'pseudo_morph_weights'):
+        if not (getattr(c, k) and all(0 < v <= 1 for v in getattr(c, k))): yield k, getattr(c, k), 'numbers in (0, 1]'
+    if not 1 <= c.pseudo_zoom[0] <= c.pseudo_zoom[1]: yield 'pseudo_zoom', c.pseudo_zoom, '(low, high) with 1 <= low <= high'
+    q = c.pseudo_jpeg_quality
+    if not 1 <= q[0] <= q[1] <= 100: yield 'pseudo_jpeg_quality', q, '(low, high) with 1 <= low <= high <= 100'
     for k, allowed in [('loss', LOSSES), ('freeze_strategy', FREEZE_STRATEGIES), ('global_pool', POOLS),
                        ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS)]:
         if getattr(c, k) not in allowed: yield k, getattr(c, k), f"one of {', '.join(allowed)}"

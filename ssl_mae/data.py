@@ -221,6 +221,7 @@ def scan_mad(root, # data folder (seed or style-first layout) or CSV manifest
 def split_by_subject(table:pd.DataFrame, # a scan_mad table
                      train_pct:float=0.85, # share of subjects kept for training
                      seed:int=0, # seed of the draw
+                     labels=(0, 1), # the labels each side must hold (bona fide alone: (0,))
                     ) -> pd.DataFrame:
     "`table` with a boolean `is_valid` column: images showing any held-out subject are validation."
     if not 0 < train_pct < 1: raise ValueError(f"train_pct={train_pct}: must be in (0, 1)")
@@ -230,7 +231,7 @@ def split_by_subject(table:pd.DataFrame, # a scan_mad table
     held = set(np.random.default_rng(seed).permutation(subjects)[:n_held])
     out = table.assign(is_valid=[any(i in held for i in ii) for ii in ids])
     for side, rows in (('training', out[~out['is_valid']]), ('validation', out[out['is_valid']])):
-        for lab in {0, 1} - set(rows['label']):
+        for lab in set(labels) - set(rows['label']):
             raise ValueError(f"Splitting {len(subjects)} subjects ({len(held)} held out, seed {seed}) left the {side} "
                              f"side with no {CLASSES[lab]} images: use more subjects, another train_pct or seed")
     return out
