@@ -12,6 +12,7 @@ included) on 2 cores.
     python benchmarks/pseudo_speed.py [--threads 2] [--steps 20]
 """
 import argparse, tempfile, time, warnings
+from dataclasses import replace
 from pathlib import Path
 import torch
 from fastai.callback.core import Callback
@@ -77,7 +78,7 @@ def main():
     table = scan_mad(make_dataset(out/'data', n_subjects=200, img_size=64, seed=0, progress=False))
     print(f"data: {len(table)} images in {time.time() - t:.0f} s; torch threads: {torch.get_num_threads()}")
     cfg = MAEConfig.tiny(img_size=64, seed=0, batch_size=32)
-    pseudo = pseudo_learner(table, cfg, 'only', path=out/'pseudo')
+    pseudo = pseudo_learner(table, replace(cfg, pseudo='only'), path=out/'pseudo')
     real = mad_learner(mad_dls(train_table(table, 'LMA', cfg), cfg=cfg), cfg, path=out/'real')
     step, ms = step_rate(pseudo, a.steps), pairs_ms(pseudo, a.steps)
     loop, ref = loop_rate(pseudo), loop_rate(real)

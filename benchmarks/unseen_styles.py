@@ -4,8 +4,8 @@ On the synthetic benchmark (all three styles, seed 0), the tiny MAE is pretraine
 every style (no morph, no test image), and three detectors are fine-tuned from it with the same budget (optimiser
 steps of about `batch_size` images each), checkpoints chosen on their own held-out validation pairs:
   (a) LMA: `mad_learner` on LMA P2 (bona fide + real LMA morphs): today's protocol;
-  (b) pseudo only: `pseudo_learner(mode='only')` on the P2 bona fide images of every style, no morph at all;
-  (c) mix: `pseudo_learner(mode='mix')`: LMA P2 plus pseudo-morphs of its bona fide images.
+  (b) pseudo only: `pseudo_learner` with `pseudo='only'` on the P2 bona fide images of every style, no morph at all;
+  (c) mix: `pseudo_learner` with `pseudo='mix'`: LMA P2 plus pseudo-morphs of its bona fide images.
 Each is tested on P1 of every style; printed side by side: D-EER and BPCER@APCER=10 % per style, the mean and the
 worst over the styles the arm never trained on (all three for (b)), the wall times, and the shortcut audit of the
 pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The default run takes about 40 min on
@@ -15,6 +15,7 @@ pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The
         [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
 """
 import argparse, tempfile, time, warnings
+from dataclasses import replace
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from ssl_mae.config import MAEConfig
@@ -23,7 +24,7 @@ from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables, load_rgb
 from ssl_mae.learner import mae_learner, mad_learner, evaluate
 from ssl_mae.pseudo import pseudo_learner, pseudo_morph, jpeg, shortcut_audit
 
-ARMS = {'a': ('LMA', None), 'b': ('pseudo only', 'only'), 'c': ('mix', 'mix')}  # arm -> (name, pseudo mode)
+ARMS = {'a': ('LMA', None), 'b': ('pseudo', 'only'), 'c': ('LMA+pseudo', 'mix')}  # arm -> (train style, pseudo mode)
 DEFAULTS = ['patch_size=16', 'global_pool=max', 'recon_weight=0', 'learning_rate=5e-4', 'drop_path=0.1']
 
 def audit(table, cfg, n:int=400) -> dict:
@@ -41,7 +42,7 @@ def audit(table, cfg, n:int=400) -> dict:
 def detector(arm, table, train, cfg, encoder, out):
     "The learner of `arm`, fine-tuning from `encoder`."
     mode = ARMS[arm][1]
-    if mode: return pseudo_learner(table, cfg, mode, encoder=encoder, path=out/f'arm-{arm}')
+    if mode: return pseudo_learner(table, replace(cfg, pseudo=mode), encoder=encoder, path=out/f'arm-{arm}')
     return mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=encoder, path=out/f'arm-{arm}')
 
 def main():

@@ -17,10 +17,10 @@ from fastcore.script import anno_parser, CliError
 from .config import MAEConfig, write_atomic
 
 # %% auto #0
-__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS', 'run_config',
-           'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'pretrain_images', 'Interrupted', 'resumable',
-           'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo',
-           'cli_demo', 'usage', 'parse', 'one_line', 'main']
+__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS',
+           'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'pretrain_images', 'Interrupted',
+           'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side',
+           'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
@@ -105,13 +105,14 @@ def data_alignment(cfg:MAEConfig, # the run's config
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
                     skip_bad:bool=False, # leave out unreadable images instead of stopping at the first
+                    bonafide_only:bool=False, # of a MAD data set, only the bona fide images
                    ):
     "What pretraining sees: the images outside the test splits of a MAD data set, else all images of the folder."
     from ssl_mae.data import TEST_SPLITS, detect_layout, scan_mad
     try: detect_layout(Path(data))
     except ValueError: return data  # not a MAD layout: a plain folder of unlabelled images
     table = scan_mad(data, skip_bad=skip_bad)
-    return table[~table['split'].isin(TEST_SPLITS)]
+    return table[~table['split'].isin(TEST_SPLITS) & (table['label'].eq(0) | (not bonafide_only))]
 
 # %% ../nbs/09_cli.ipynb #ff99fd2f
 Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]  # argument types shared by the run commands
@@ -138,15 +139,17 @@ def resumable(run:Path, # the run folder
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
+                 bonafide_only:bool=False, # of a MAD data set, only its bona fide images (config bonafide_only)
                  preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
                 ) -> Path:
     "Pretrain the masked autoencoder on a data set's training images; writes encoder.pth in a new run folder."
     from ssl_mae.data import mae_dls
     from ssl_mae.learner import mae_learner, save_encoder
     from ssl_mae.runs import resume_run
-    cfg = run_config(config, preset, overrides, resume, kind='pretrain')
+    cfg = run_config(config, preset, [*overrides, *(['bonafide_only=True'] if bonafide_only else [])], resume,
+                     kind='pretrain')
     cfg = cfg if resume else data_alignment(cfg, data)  # the run records how its images were prepared
-    images = pretrain_images(data, skip_bad)  # checked before a run folder is made
+    images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before a run folder is made
     with run_folder(out, 'pretrain', data, resume) as run, resumable(run, 'pretrain', data):
         learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
         learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'pretrain') if resume else 0)
@@ -154,25 +157,30 @@ def cli_pretrain(data:str, # MAD data set or folder of images
     return run
 
 # %% ../nbs/09_cli.ipynb #0218b579
+Pseudo = Annotated[str, "train on pseudo-morphs of the bona fide images: alone (only: no morph data) or with the "
+                        "train style's morphs (mix)", dict(choices=['only', 'mix'])]
+
 def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  out:str='runs', # parent folder of the new run folder
                  encoder:str=None, # a pretraining run's encoder.pth; default: from scratch
                  train_style:str=None, # style trained on; default: the config's train_dataset
+                 pseudo:Pseudo=None,
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
                  preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
                 ) -> Path:
     "Fine-tune a detector on one style's training split; exports export.pkl in a new run folder."
     from ssl_mae.data import scan_mad, mad_dls
     from ssl_mae.learner import load_encoder, mad_learner
+    from ssl_mae.pseudo import pseudo_learner
     from ssl_mae.runs import resume_run
-    style = [f'train_dataset={train_style}'] if train_style else []
-    cfg = run_config(config, preset, [*overrides, *style], resume, kind='finetune')
+    flags = [*([f'train_dataset={train_style}'] if train_style else []), *([f'pseudo={pseudo}'] if pseudo else [])]
+    cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
     cfg = cfg if resume else data_alignment(cfg, data)  # the detector records how its images were prepared
     table = scan_mad(data, skip_bad=skip_bad)  # the data and the encoder are checked before a run folder is made
     enc = load_encoder(encoder, cfg) if encoder and resume is None else None  # resuming loads the checkpoint
     with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
-        dls = mad_dls(table, cfg=cfg)
-        learn = mad_learner(dls, cfg, encoder=enc, path=run)
+        if cfg.pseudo == 'none': learn = mad_learner(mad_dls(table, cfg=cfg), cfg, encoder=enc, path=run)
+        else: learn = pseudo_learner(table, cfg, encoder=enc, path=run)
         learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'finetune') if resume else 0)
         write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
     print(f"detector: {run/'export.pkl'}")
@@ -188,7 +196,8 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
     from ssl_mae.learner import load_exported
     learn = load_exported(path)
     cfg = replace(learn.cfg, test_datasets=list(styles or table['style'].unique()))
-    if cfg.train_dataset not in set(table['style']): return learn, test_tables(table, cfg.test_datasets)
+    if cfg.pseudo == 'only' or cfg.train_dataset not in set(table['style']):  # no validation split of its own
+        return learn, test_tables(table, cfg.test_datasets)
     train, tests = protocol_tables(table, cfg.train_dataset, cfg)
     learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split, for `evaluate`'s polarity check
     return learn, tests
@@ -206,7 +215,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     from ssl_mae.learner import check_test_styles, evaluate, write_report
     table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
-    trained = [learn.cfg.train_dataset for learn, _ in dets]
+    trained = [learn.cfg.train_style for learn, _ in dets]
     if len(set(trained)) < len(trained):
         raise ValueError(f"Several detectors were trained on the same style ({', '.join(trained)}): "
                          "evaluate them in separate runs")
@@ -267,32 +276,36 @@ def side_by_side(reports:dict, # {name: metrics table} (`StyleReport.table` or m
 def run_demo(out='runs', # parent folder of the data set and the demo's run folder
              **knobs, # changes to DEMO
             ) -> Path:
-    "Synthetic data, MAE pretraining, fine-tuning with and without it, cross-style tests; prints the comparison."
+    "Synthetic data, MAE pretraining on bona fide faces, then detectors on one style's morphs and on pseudo-morphs."
     import pandas as pd
-    from ssl_mae.metrics import md_table
+    from ssl_mae.metrics import StyleReport, md_table
     from ssl_mae.runs import new_run_dir
     k = {**DEMO, **knobs}
     data = cli_synth(Path(out)/f"synth-{k['n_subjects']}x{k['img_size']}", k['n_subjects'], k['img_size'])
     run = new_run_dir(out, 'demo', data_roots=[data])
     ov = [f"img_size={k['img_size']}", *k['overrides']]
-    pre = cli_pretrain(data, out=run, overrides=[*ov, f"num_epochs={k['pretrain_epochs']}"])
+    pre = cli_pretrain(data, out=run, bonafide_only=True, overrides=[*ov, f"num_epochs={k['pretrain_epochs']}"])
     ft_ov = [*ov, f"num_epochs={k['finetune_epochs']}"]
-    fts = {name: cli_finetune(data, run, enc, k['train_style'], pre/'config.json', overrides=ft_ov)
-           for name, enc in (('pretrained', pre/'encoder.pth'), ('scratch', None))}
-    evs = {name: cli_evaluate(data, [f/'export.pkl'], out=run) for name, f in fts.items()}
-    table = side_by_side({name: pd.read_json(e/'metrics.json') for name, e in evs.items()})
-    md = md_table(table, pct=table.columns[1:])
+    fts = [cli_finetune(data, run, pre/'encoder.pth', k['train_style'], pseudo, pre/'config.json', overrides=ft_ov)
+           for pseudo in (None, 'only')]
+    ev = cli_evaluate(data, [f/'export.pkl' for f in fts], out=run)
+    report = StyleReport(pd.read_json(ev/'metrics.json'))
+    table = side_by_side(dict(list(report.table.groupby('train_style', sort=False))))
+    md = md_table(table, pct=table.columns[1:]) + ''.join(
+        f"\n\nUnseen by {r.train_style} ({r.unseen_styles}): D-EER mean {100 * r.mean_d_eer:.2f} %, "
+        f"worst {100 * r.worst_d_eer:.2f} %" for r in report.unseen().itertuples())
     write_atomic(run/'demo.md', lambda tmp: tmp.write_text(md + '\n'))
     recon = sorted(pre.glob('recon_epoch*.png'))[-1]
-    dets = ''.join(f"DET curves ({n}): {e/'det.png'}\n" for n, e in evs.items())
-    print(f"\nTrained on {k['train_style']} (P2), tested on P1 of every style; rates in %:\n\n{md}\n\n"
-          f"data: {data}\nreconstructions: {recon}\n{dets}table: {run/'demo.md'}")
+    print(f"\nOne MAE pretrained on bona fide images; detectors fine-tuned on {k['train_style']} morphs and on "
+          f"pseudo-morphs alone (P2), tested on P1 of every style; rates in %:\n\n{md}\n\n"
+          f"data: {data}\nreconstructions: {recon}\nDET curves: {ev/k['train_style']/'det.png'}, "
+          f"{ev/'pseudo'/'det.png'}\ntable: {run/'demo.md'}")
     return run
 
 def cli_demo(out:str='runs', # parent folder of the data set and the demo's run folder
              quick:bool=False, # tiny settings (a smoke test of the whole job in well under a minute)
             ) -> Path:
-    "The main job on synthetic data: pretrain, fine-tune with and without pretraining, compare across styles."
+    "The main job on synthetic data: MAE on bona fide faces, a detector on one style's morphs and one on pseudo-morphs."
     return run_demo(out, **(QUICK if quick else {}))
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25

@@ -13,8 +13,8 @@ from fastcore.basics import patch
 from fastcore.imports import in_notebook
 
 # %% auto #0
-__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'LORA_TARGETS', 'IMAGENET_MEAN',
-           'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
+__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'PSEUDO_MODES', 'LORA_TARGETS',
+           'IMAGENET_MEAN', 'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
 
 # %% ../nbs/00_config.ipynb #b5267c10
 STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the seed data
@@ -23,6 +23,7 @@ LOSSES = ('bce', 'ce', 'margin')  # weighted BCE (1 logit), weighted CE (2 logit
 POOLS = ('token', 'avg', 'max')  # classifier input: cls token, mean or element-wise max of patch tokens
 SCHEDULERS = ('cosine', 'constant')  # learning-rate schedules
 ADAPTERS = ('full', 'lora')  # fine-tuning: every weight, or low-rank adapters on a frozen encoder
+PSEUDO_MODES = ('none', 'only', 'mix')  # a detector's morphs: the train style's, pseudo-morphs alone, or both
 LORA_TARGETS = ('q', 'k', 'v', 'proj', 'fc1', 'fc2')  # layers of an encoder block LoRA can adapt
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -116,6 +117,7 @@ class MAEConfig:
     batch_size: int = 16  # images per batch
     learning_rate: float = 1e-4  # peak learning rate (fine-tuning)
     pretrain_base_lr: float = 1.5e-4  # MAE pretraining lr per 256 images (scaled by batch/256)
+    bonafide_only: bool = False  # pretrain on a MAD data set's bona fide images alone (no morph data)
     weight_decay: float = 0.05  # AdamW weight decay (not on norms, biases, position embeddings, tokens)
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     layer_decay: float = 0.75  # layer-wise lr decay when fine-tuning, in (0, 1] (1: none)
@@ -154,6 +156,7 @@ class MAEConfig:
     pseudo_spectral_p: float = 0.1  # share of pseudo-morphs with a spectral artefact
     pseudo_jpeg_p: float = 0.5  # share of training images (both classes) JPEG-compressed after pairing
     pseudo_jpeg_quality: tuple[int, int] = (40, 100)  # JPEG quality range
+    pseudo: str = 'none'  # a detector's morphs: train_dataset's ('none'), pseudo-morphs alone ('only'), or both
     seed: int | None = None  # fixed seed, or None to draw one (stored here once drawn)
 
     def __post_init__(self):
@@ -197,7 +200,7 @@ def _problems(c:MAEConfig):
     q = c.pseudo_jpeg_quality
     if not 1 <= q[0] <= q[1] <= 100: yield 'pseudo_jpeg_quality', q, '(low, high) with 1 <= low <= high <= 100'
     for k, allowed in [('loss', LOSSES), ('freeze_strategy', FREEZE_STRATEGIES), ('global_pool', POOLS),
-                       ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS)]:
+                       ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS), ('pseudo', PSEUDO_MODES)]:
         if getattr(c, k) not in allowed: yield k, getattr(c, k), f"one of {', '.join(allowed)}"
     if c.patch_size >= 1 and any(s < 1 or s % c.patch_size for s in c.img_hw):
         yield 'img_size', c.img_size, f'positive and divisible by patch_size={c.patch_size}'
@@ -232,6 +235,12 @@ def validate(self:MAEConfig):
     probs = [f"  {k}={v!r}: must be {allowed}" for k, v, allowed in _problems(self)]
     if probs: raise ValueError("Invalid MAEConfig:\n" + '\n'.join(probs))
     return self
+
+# %% ../nbs/00_config.ipynb #03d14ae3
+@patch(as_prop=True)
+def train_style(self:MAEConfig) -> str:
+    "What the detector learned morphs from: `train_dataset`, 'pseudo', or e.g. 'LMA+pseudo'."
+    return {'none': self.train_dataset, 'only': 'pseudo', 'mix': f'{self.train_dataset}+pseudo'}[self.pseudo]
 
 # %% ../nbs/00_config.ipynb #03ffdfc4
 @patch(cls_method=True)

@@ -139,11 +139,12 @@ def _csv_rows(csv:Path, styles=None) -> list[dict]:
 
 # %% ../nbs/02_data.ipynb #0ca433fd
 def _check_styles(table:pd.DataFrame, root:Path, layout:str):
-    "A clear error for the first style with no bona fide or no morph images."
+    "A clear error for the first style with no bona fide or no morph images (none needed in a bona-fide-only set)."
     where = {'seed': '{root}/{cls}/{style}/', 'style_first': '{root}/{style}/*/{cls}/',
              'csv': 'rows of {root} with style {style!r}'}
+    needed = {0, 1} if table['label'].any() else {0}
     for style, labs in table.groupby('style')['label']:
-        for lab in {0, 1} - set(labs):
+        for lab in needed - set(labs):
             raise ValueError(f"Style {style!r} has no {CLASSES[lab]} images (expected in "
                              + where[layout].format(root=root, cls=CLASSES[lab], style=style)
                              + "): add them, or leave the style out with scan_mad(root, styles=[...])")

@@ -376,15 +376,17 @@ class PseudoMorph(Callback):
 
 # %% ../nbs/08a_pseudo.ipynb #52f625b7
 def pseudo_learner(table:pd.DataFrame, # a scan_mad table (or a `pseudo_pool`)
-                   cfg:MAEConfig, # the run's config, pseudo_* knobs included
-                   mode:str='only', # 'only' (no morph data) or 'mix' (plus the train style's real morphs)
+                   cfg:MAEConfig, # the run's config: `pseudo` ('only' or 'mix') and the pseudo_* knobs
                    encoder=None, # None (from scratch), a MaskedAutoencoder, or a checkpoint path
                    path=None, # run folder (default: a new `runs/finetune-<time>`)
                    landmarks=None, # see `pseudo_pool`
                    cbs=None, # extra callbacks
                   ):
     "A `mad_learner` that trains on pseudo-morphs paired with their bona fide images."
-    dls = pseudo_dls(table, cfg, mode, landmarks)
+    if cfg.pseudo not in MODES:
+        raise ValueError(f"pseudo={cfg.pseudo!r}: pseudo_learner needs pseudo='only' or 'mix' in the config "
+                         "(real morphs alone: mad_learner)")
+    dls = pseudo_dls(table, cfg, cfg.pseudo, landmarks)
     y = dls.train.items['label'].to_numpy()
     cw = weights_of(np.r_[y, np.ones((y == 0).sum(), int)])  # each bona fide image brings a pseudo-morph
     return mad_learner(dls, cfg, encoder=encoder, path=path, class_weights=cw, cbs=[PseudoMorph(cfg), *L(cbs)])

@@ -126,8 +126,10 @@ def test_demo_quick(work, data, capsys):
     shutil.copytree(data, work/'demo'/'synth-16x32')  # the set --quick makes: kept, not made again
     assert main(['demo', '--out', str(work/'demo'), '--quick']) == 0
     out, run = capsys.readouterr().out, only(work/'demo', 'demo-*')
-    assert '| style | d_eer pretrained | d_eer scratch |' in out and 'reconstructions: ' in out
-    assert len(list(run.glob('eval-*/det.png'))) == 2 and (run/'demo.md').is_file()
+    assert '| style | d_eer LMA | d_eer pseudo |' in out and 'reconstructions: ' in out
+    assert 'Unseen by pseudo (LMA, LMA_UBO, MorDiff): D-EER mean' in out
+    assert len(list(run.glob('eval-*/*/det.png'))) == 2 and (run/'demo.md').is_file()
+    assert json.loads((only(run, 'pretrain-*')/'config.json').read_text())['bonafide_only'] is True
     assert f"data: {work/'demo'/'synth-16x32'}" in out
 
 def test_help_lists_subcommands(capsys):
@@ -177,6 +179,26 @@ def test_output_file_exists(work, data, detector, capsys):
 
 def test_resume_without_a_run(work, data, capsys):
     one_line_error(*run_main(capsys, 'finetune', data, '--resume', work), 'finetune', 'not a run folder')
+
+def test_no_morph_data_needed(work, data, capsys):
+    """`pretrain --bonafide-only` and `finetune --pseudo only` on a copy of the data without its morphs; `evaluate` on
+    the full set marks every style unseen for the pseudo-morph detector."""
+    bona = work/'bona'/'data'
+    shutil.copytree(data/'bonafide', bona/'bonafide')
+    before = folder_state(bona)
+    assert main(['pretrain', str(bona), '--out', str(work/'bona'), '--bonafide-only', *TINY]) == 0
+    pre = only(work/'bona', 'pretrain-*')
+    assert json.loads((pre/'config.json').read_text())['bonafide_only'] is True
+    assert main(['finetune', str(bona), '--out', str(work/'bona'), '--encoder', str(pre/'encoder.pth'),
+                 '--config', str(pre/'config.json'), '--pseudo', 'only']) == 0
+    det = only(work/'bona', 'finetune-*')
+    assert json.loads((det/'config.json').read_text())['pseudo'] == 'only'
+    assert folder_state(bona) == before
+    assert main(['evaluate', str(data), '--model', str(det/'export.pkl'), '--out', str(work/'bona')]) == 0
+    out = capsys.readouterr().out
+    assert 'Trained on pseudo, unseen styles (LMA, LMA_UBO, MorDiff): D-EER mean' in out
+    code, err = run_main(capsys, 'finetune', bona, '--pseudo', 'some', *TINY)
+    one_line_error(code, err, 'finetune', "'some'")
 
 # --- runs people can trust: every failure one line (exit 2, 130 for Ctrl-C), data untouched, no folders left ------
 

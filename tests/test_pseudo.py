@@ -50,8 +50,9 @@ def test_without_landmarks(table, data):
     assert set(kind.tolist()) == {0, 1} and pseudo_pool(table, cfg, landmarks={})['lms'].isna().all()
 
 def train(table, run, mode='only'):
-    cfg = MAEConfig.tiny(img_size=64, seed=0, test_datasets=['LMA', 'LMA_UBO', 'MorDiff'], recon_weight=0)
-    learn = pseudo_learner(table, cfg, mode, path=run)
+    cfg = MAEConfig.tiny(img_size=64, seed=0, test_datasets=['LMA', 'LMA_UBO', 'MorDiff'], recon_weight=0,
+                         pseudo=mode)
+    learn = pseudo_learner(table, cfg, path=run)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2)
     return learn, cfg
 
@@ -69,9 +70,12 @@ def test_scoring_real_images(table, tmp_path, mode):
     "A pseudo-morph detector is evaluated and used for prediction like any detector (one score per image)."
     learn, cfg = train(table, tmp_path/'run', mode)
     _, tests = protocol_tables(table, 'LMA', cfg)
-    with learn.no_bar(): scores, rep = evaluate(learn, tests, out=tmp_path/'eval', plots=False)
+    assert learn.cfg.train_style == {'only': 'pseudo', 'mix': 'LMA+pseudo'}[mode]
+    with learn.no_bar(): scores, rep = evaluate(learn, tests, learn.cfg.train_style, tmp_path/'eval', plots=False)
     assert len(scores) == sum(map(len, tests.values())) and scores['score'].between(0, 1).all()
     assert set(rep.table['style']) >= set(cfg.test_datasets)
+    unseen = set(rep.unseen()['unseen_styles'].iloc[0].split(', '))  # every style for 'only', LMA seen for 'mix'
+    assert unseen == set(cfg.test_datasets) - ({'LMA'} if mode == 'mix' else set())
     learn.export(tmp_path/'export.pkl')
     paths = list(table['path'][:5])
     with learn.no_bar(): preds = predict(tmp_path/'export.pkl', paths)
