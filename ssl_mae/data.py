@@ -139,7 +139,8 @@ def _csv_rows(csv:Path, styles=None) -> list[dict]:
 
 # %% ../nbs/02_data.ipynb #0ca433fd
 def _check_styles(table:pd.DataFrame, root:Path, layout:str):
-    "A clear error for the first style with no bona fide or no morph images."
+    "A clear error for the first style with no bona fide or no morph images (a set without morphs passes)."
+    if not (table['label'] == 1).any(): return  # bona fide photos alone: for pretraining and pseudo-morphs
     where = {'seed': '{root}/{cls}/{style}/', 'style_first': '{root}/{style}/*/{cls}/',
              'csv': 'rows of {root} with style {style!r}'}
     for style, labs in table.groupby('style')['label']:
@@ -265,7 +266,11 @@ def train_table(table:pd.DataFrame, # a scan_mad table
                ) -> pd.DataFrame:
     "The training pool of `train_style`, with `is_valid` from `split_by_subject`."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
-    rows = _style_rows(table, train_style or cfg.train_dataset, TRAIN_SPLITS)
+    style = train_style or cfg.train_dataset
+    rows = _style_rows(table, style, TRAIN_SPLITS)
+    if not (rows['label'] == 1).any():
+        raise ValueError(f"Style {style!r} has no morph images to train on: add them, or train on "
+                         "pseudo-morphs of its bona fide images (pseudo.pseudo_learner, mode 'only')")
     return split_by_subject(rows, cfg.train_val_pct, cfg.seed)
 
 def test_tables(table:pd.DataFrame, # a scan_mad table
