@@ -335,11 +335,17 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers)
 
+def _skipped(tl, x) -> int:
+    "How many type transforms of the input pipeline `tl` item `x` skips; 0 where none takes its type."
+    try: return tl.infer_idx(x)
+    except AssertionError: return 0  # e.g. the landmarks input of `pseudo_dls`, given an image
+
 def mad_test_dl(dls, source, bs:int|None=None):
-    "A DataLoader with validation transforms over a table (yields images and labels) or paths (images only)."
+    "A DataLoader with validation transforms over a table (yields images and labels), paths or images (images only)."
     labelled = isinstance(source, pd.DataFrame) and 'label' in source
     items = source.reset_index(drop=True) if labelled else list(source)
-    return dls.test_dl(items, with_labels=labelled, bs=bs or dls.bs)
+    rm = None if labelled or not items else [_skipped(tl, items[0]) for tl in dls.valid_ds.tls[:dls.n_inp]]
+    return dls.test_dl(items, rm_type_tfms=rm, with_labels=labelled, bs=bs or dls.bs)
 
 # %% ../nbs/02_data.ipynb #5ac897f1
 def mae_dls(source, # folder of images (recursive), scan_mad table, or list of image paths
