@@ -266,7 +266,11 @@ def train_table(table:pd.DataFrame, # a scan_mad table
                ) -> pd.DataFrame:
     "The training pool of `train_style`, with `is_valid` from `split_by_subject`."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
-    rows = _style_rows(table, train_style or cfg.train_dataset, TRAIN_SPLITS)
+    style = train_style or cfg.train_dataset
+    rows = _style_rows(table, style, TRAIN_SPLITS)
+    if not (rows['label'] == 1).any():
+        raise ValueError(f"Style {style!r} has no morph images to train on: add them, or train on "
+                         "pseudo-morphs of its bona fide images (`ssl_mae finetune --pseudo only`; pseudo='only' in Python)")
     return split_by_subject(rows, cfg.train_val_pct, cfg.seed)
 
 def test_tables(table:pd.DataFrame, # a scan_mad table
@@ -331,11 +335,17 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers)
 
+def _skipped(tl, x) -> int:
+    "How many type transforms of the input pipeline `tl` item `x` skips; 0 where none takes its type."
+    try: return tl.infer_idx(x)
+    except AssertionError: return 0  # e.g. the landmarks input of `pseudo_dls`, given an image
+
 def mad_test_dl(dls, source, bs:int|None=None):
-    "A DataLoader with validation transforms over a table (yields images and labels) or paths (images only)."
+    "A DataLoader with validation transforms over a table (yields images and labels), paths or images (images only)."
     labelled = isinstance(source, pd.DataFrame) and 'label' in source
     items = source.reset_index(drop=True) if labelled else list(source)
-    return dls.test_dl(items, with_labels=labelled, bs=bs or dls.bs)
+    rm = None if labelled or not items else [_skipped(tl, items[0]) for tl in dls.valid_ds.tls[:dls.n_inp]]
+    return dls.test_dl(items, rm_type_tfms=rm, with_labels=labelled, bs=bs or dls.bs)
 
 # %% ../nbs/02_data.ipynb #5ac897f1
 def mae_dls(source, # folder of images (recursive), scan_mad table, or list of image paths

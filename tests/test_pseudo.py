@@ -80,3 +80,15 @@ def test_scoring_real_images(table, tmp_path, mode):
     paths = list(table['path'][:5])
     with learn.no_bar(): preds = predict(tmp_path/'export.pkl', paths)
     assert preds['path'].tolist() == paths and preds['score'].between(0, 1).all()
+
+def test_scoring_images_in_memory(table, tmp_path):
+    "A pseudo-morph detector scores images in memory (faces aligned for it) as it scores their files."
+    from ssl_mae.data import RGBImage
+    from ssl_mae.learner import _preds
+    cfg = MAEConfig.tiny(img_size=64, seed=0, recon_weight=0, pseudo='only')
+    learn = pseudo_learner(table, cfg, path=tmp_path/'run')
+    paths = list(table['path'][:5])
+    with learn.no_bar():
+        from_files, from_images = _preds(learn, paths), _preds(learn, [RGBImage.create(p) for p in paths])
+    assert from_files.std() > 0
+    np.testing.assert_allclose(from_images, from_files, atol=1e-6)
