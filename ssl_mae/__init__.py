@@ -12,3 +12,8 @@ Modules:
 - `ssl_mae.viz`: DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a matplotlib Figure, written as PNG on request."""
 
 __version__ = "0.0.1"
+
+import warnings
+# fastai's layers module (imported by ssl_mae.data and every module after it) decorates a function with
+# torch.jit.script, which torch >= 2.9 deprecates with a FutureWarning on every import; it says nothing to our users.
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
