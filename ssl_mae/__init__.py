@@ -2,13 +2,20 @@
 
 Modules:
 
+- `ssl_mae.callbacks`: The MAE pretext task, reconstruction snapshots, token weight decay, joint training and freezing as small fastai callbacks.
+- `ssl_mae.checkpoints`: MAE weights into a `MaskedAutoencoder`: HF folders, facebookresearch/mae and timm files, ssl_mae's encoder files.
 - `ssl_mae.cli`: `ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, one-line errors and a prompt `--help`.
+- `ssl_mae.data`: Scan a MAD data folder or manifest into one table (`path, label, style, split, subject`), split it by subject, weigh its classes, and serve it as fastai `DataLoaders`.
+- `ssl_mae.detector`: The morph detector on an MAE encoder: scores from logits, the heads, `MADClassifier` and its parameter groups.
+- `ssl_mae.faces`: Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 - `ssl_mae.learner`: `mae_learner` pretrains, `mad_learner` fine-tunes a detector, both as runs that resume through fastai's `start_epoch`; `evaluate` and `predict` score images.
 - `ssl_mae.lora`: LoRA adapters (peft) on a frozen pretrained encoder: the detector's `adapter='lora'`, its parameter groups, and merging the adapters into the weights for export.
 - `ssl_mae.losses`: The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction loss that joint training adds.
 - `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
+- `ssl_mae.model`: The masked autoencoder in facebookresearch/mae's shape, on timm blocks.
 - `ssl_mae.pseudo`: Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
 - `ssl_mae.runs`: One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own `start_epoch`, and console output that suits a notebook, a terminal or a log file.
+- `ssl_mae.synth`: Procedural faces with exact landmarks, three morph styles and a MAD folder set, so no demo needs restricted data.
 - `ssl_mae.viz`: DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a matplotlib Figure, written as PNG on request."""
 
 __version__ = "0.0.1"

@@ -1,4 +1,11 @@
-"""The MAE pretext task, joint training, freezing, checkpoints and logs as small fastai callbacks.
+"""The MAE pretext task, reconstruction snapshots, token weight decay, joint training and freezing as small
+fastai callbacks.
+
+The learners are plain fastai `Learner`s; what is particular to MAE training is a callback each. `MAEPretrain` sets
+up the pretext task (masks drawn per batch, fixed masks on validation), `ReconSnapshot` saves a reconstruction grid
+per epoch, `NoDecayTokens` keeps weight decay off position embeddings and tokens, `JointMAE` adds the weighted
+reconstruction loss to the detector's, and `FreezeStrategy` freezes and unfreezes blocks by epoch. The run
+callbacks (log, checkpoints, non-finite losses) are in `ssl_mae.runs`.
 
 Docs: https://ssl-mae.github.io/ssl_mae/callbacks.html.md"""
 

@@ -1,4 +1,11 @@
-"""Scan a MAD data folder or manifest into one table (`path, label, style, split, subject`), split it by subject, weigh its classes, and serve it as fastai `DataLoaders`.
+"""Scan a MAD data folder or manifest into one table (`path, label, style, split, subject`), split it by subject,
+weigh its classes, and serve it as fastai `DataLoaders`.
+
+`scan_mad(root)` reads a data folder (the SSL_MAE layout or the style-first one) or a CSV manifest into one table
+with a row per image (`path, label, style, split, subject`; bona fide = 0, morph = 1), checking every file on the
+way. `protocol_tables` cuts it into a training pool split by subject (`split_by_subject`) and a test table per
+style, `class_weights` weighs the classes of a training split, and `mad_dls` / `mae_dls` serve the images as fastai
+`DataLoaders` for the detector and for pretraining.
 
 Docs: https://ssl-mae.github.io/ssl_mae/data.html.md"""
 
@@ -38,25 +45,20 @@ def label_of(name) -> int|None:
     "The label (0 bona fide, 1 morph) a folder name or manifest value stands for, or None."
     return LABELS.get(str(name).strip().lower())
 
-# %% ../nbs/02_data.ipynb #1088cbe3
+# %% ../nbs/02_data.ipynb #5b769606
 class BadImageError(ValueError):
     "An image file that cannot be read; the message names the file and the fix."
 
 _FIX = "remove or replace it, or skip bad files: skip_bad=True (command line: --skip-bad)"
 
-def _to_rgb(im:Image.Image) -> Image.Image:
-    "`im` as 8-bit RGB: 16-bit grey scaled to 8 bits, palette via RGBA, alpha dropped."
-    if im.mode.startswith('I'): im = Image.fromarray(np.clip(np.asarray(im, np.float32) / 257 + 0.5, 0, 255).astype('u1'))
-    if im.mode == 'P': im = im.convert('RGBA')
-    return im.convert('RGB')
-
+# %% ../nbs/02_data.ipynb #3a66488f
 def _check_file(path):
     "A clear error if the file at `path` is missing or empty."
     if not Path(path).is_file(): raise FileNotFoundError(f"Image {path} not found: check the path")
     if Path(path).stat().st_size == 0: raise BadImageError(f"{path} is empty (0 bytes): {_FIX}")
 
 def open_image(src, path=None, draft:bool=False) -> Image.Image:
-    "The decoded image in `src` (a path or file object); `BadImageError` naming `path` if it cannot be read."
+    "The decoded image in `src` (a path or file object); a `BadImageError` naming `path` if bad."
     if isinstance(src, (str, Path)): _check_file(src)
     try:
         im = Image.open(src)
@@ -68,54 +70,69 @@ def open_image(src, path=None, draft:bool=False) -> Image.Image:
                else f'is truncated or corrupt ({e})')
         raise BadImageError(f"{path or src} {why}: {_FIX}") from None
 
+# %% ../nbs/02_data.ipynb #55121f79
+def _to_rgb(im:Image.Image) -> Image.Image:
+    "`im` as 8-bit RGB: 16-bit grey scaled to 8 bits, palette via RGBA, alpha dropped."
+    if im.mode.startswith('I'):
+        im = Image.fromarray(np.clip(np.asarray(im, np.float32) / 257 + 0.5, 0, 255).astype('u1'))
+    if im.mode == 'P': im = im.convert('RGBA')
+    return im.convert('RGB')
+
 def load_rgb(path) -> Image.Image:
-    "The image at `path` as 8-bit RGB; a clear error for a missing, empty, truncated or non-image file."
+    "The image at `path` as 8-bit RGB; a clear error for a missing, empty, cut or non-image file."
     with open_image(path) as im: return _to_rgb(im)
 
-# %% ../nbs/02_data.ipynb #a9dbea8f
+# %% ../nbs/02_data.ipynb #543c1f4c
 _FRGC = re.compile(r'(\d+)(?:d\d+)?(?:[-_]\d+)?')
 
 def frgc_subject(name:str) -> str|None:
-    "Subject id(s) of an FRGC-style file name, joined by '+' for a morph; None if the name is not FRGC-style."
+    "Subject id(s) of an FRGC-style file name, joined by '+' for a morph; None for other names."
     ms = [_FRGC.fullmatch(p) for p in re.split(r'[-_]vs[-_]', Path(name).stem, flags=re.I)]
     return '+'.join(m[1] for m in ms) if all(ms) else None
 
+# %% ../nbs/02_data.ipynb #2d3b78b1
 def subject_ids(subject:str) -> list[str]:
     "The subject ids in a `subject` value (two for a morph)."
     return str(subject).split('+')
 
-# %% ../nbs/02_data.ipynb #09d25c7d
-LAYOUTS = {'seed': ('label', 'style', 'split'), 'style_first': ('style', 'split', 'label')}  # folder levels
-
-def _dirs(p:Path) -> list[Path]:
-    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith('.'))
-
+# %% ../nbs/02_data.ipynb #76928d72
 def image_files(folder) -> list[Path]:
     "Every image file under `folder` (recursive, hidden folders skipped), sorted."
     return sorted(get_image_files(folder))
+
+# %% ../nbs/02_data.ipynb #e068b61e
+LAYOUTS = {'seed': ('label', 'style', 'split'),  # folder levels of each layout
+           'style_first': ('style', 'split', 'label')}
+
+def _dirs(p:Path) -> list[Path]:
+    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith('.'))
 
 def detect_layout(root:Path) -> str:
     "'csv', 'seed' or 'style_first': the layout of `root`; a clear error for anything else."
     if not root.exists(): raise FileNotFoundError(f"Data folder {root} not found: check the path")
     if root.is_file():
         if root.suffix.lower() == '.csv': return 'csv'
-        raise ValueError(f"{root} is a file but not a CSV manifest: pass a data folder or a .csv (path,label,...)")
+        raise ValueError(f"{root} is a file but not a CSV manifest: "
+                         "pass a data folder or a .csv (path,label,...)")
     if any(label_of(d.name) is not None for d in _dirs(root)): return 'seed'
     if any(label_of(l.name) is not None for s in _dirs(root) for t in _dirs(s) for l in _dirs(t)):
         return 'style_first'
-    raise ValueError(f"Unknown layout in {root}: expected ROOT/{{bonafide,morph}}/STYLE/{{P1,P2}}/*, "
-                     "ROOT/STYLE/{train,test}/{bonafide,morph}/*, or a CSV manifest path,label[,style,split,subject]. "
+    raise ValueError(f"Unknown layout in {root}: expected "
+                     "ROOT/{bonafide,morph}/STYLE/{P1,P2}/*, "
+                     "ROOT/STYLE/{train,test}/{bonafide,morph}/*, or a CSV manifest "
+                     "path,label[,style,split,subject]. "
                      "For a folder of unlabelled images use mae_dls(folder).")
 
-# %% ../nbs/02_data.ipynb #d356c7a8
+# %% ../nbs/02_data.ipynb #443c630b
 def _folder_rows(root:Path, layout:str, styles=None) -> list[dict]:
-    "One row (path, label, style, split) per image of a folder layout; those outside it are left out, with a warning."
+    "One row (path, label, style, split) per image of a folder layout; others left out (warning)."
     rows, outside = [], []
     for f in image_files(root):
         d = dict(zip(LAYOUTS[layout], f.relative_to(root).parts[:-1]))
         lab, style = label_of(d.get('label', '')), d.get('style')
         if lab is None or style is None: outside.append(f); continue
-        if styles is None or style in styles: rows.append(dict(path=f, label=lab, style=style, split=d.get('split', '')))
+        if styles is None or style in styles:
+            rows.append(dict(path=f, label=lab, style=style, split=d.get('split', '')))
     if outside: warnings.warn(f"{len(outside)} images under {root} are outside the {layout} layout "
                               f"and were left out, e.g. {outside[0]}")
     return rows
@@ -124,20 +141,25 @@ def _csv_rows(csv:Path, styles=None) -> list[dict]:
     "One row per line of a CSV manifest, its label checked and its path made absolute."
     try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        why = 'is empty' if isinstance(e, pd.errors.EmptyDataError) else f'is not a CSV text file ({type(e).__name__})'
-        raise ValueError(f"Manifest {csv} {why}: it needs a header path,label[,style,split,subject] and a row per image") from None
+        why = ('is empty' if isinstance(e, pd.errors.EmptyDataError)
+               else f'is not a CSV text file ({type(e).__name__})')
+        raise ValueError(f"Manifest {csv} {why}: it needs a header "
+                         "path,label[,style,split,subject] "
+                         "and a row per image") from None
     if missing := {'path', 'label'} - set(df.columns):
-        raise ValueError(f"Manifest {csv} lacks column(s) {sorted(missing)}: needs path,label[,style,split,subject]")
+        raise ValueError(f"Manifest {csv} lacks column(s) {sorted(missing)}: "
+                         "needs path,label[,style,split,subject]")
     for i, v in enumerate(df['label']):
         if label_of(v) is None:
-            raise ValueError(f"Manifest {csv}, line {i+2}: label {v!r} is not one of bonafide|attack|morph|0|1")
+            raise ValueError(f"Manifest {csv}, line {i+2}: label {v!r} "
+                             "is not one of bonafide|attack|morph|0|1")
     df['label'] = df['label'].map(label_of)
     df['path'] = [p if p.is_absolute() else csv.parent/p for p in map(Path, df['path'])]
     for c in ('style', 'split', 'subject'): df[c] = df[c] if c in df else ''
     if styles is not None: df = df[df['style'].isin(styles)]
     return df.to_dict('records')
 
-# %% ../nbs/02_data.ipynb #0ca433fd
+# %% ../nbs/02_data.ipynb #31412d55
 def _check_styles(table:pd.DataFrame, root:Path, layout:str):
     "A clear error for the first style with no bona fide or no morph images (none needed in a bona-fide-only set)."
     where = {'seed': '{root}/{cls}/{style}/', 'style_first': '{root}/{style}/*/{cls}/',
@@ -147,19 +169,21 @@ def _check_styles(table:pd.DataFrame, root:Path, layout:str):
         for lab in needed - set(labs):
             raise ValueError(f"Style {style!r} has no {CLASSES[lab]} images (expected in "
                              + where[layout].format(root=root, cls=CLASSES[lab], style=style)
-                             + "): add them, or leave the style out with scan_mad(root, styles=[...])")
+                             + "): add them, or leave the style out with "
+                             "scan_mad(root, styles=[...])")
 
 def _subjects(table:pd.DataFrame, base:Path) -> list[str]:
-    "Each row's subject: its own column, else from an FRGC-style name, else the file itself (with a warning)."
+    "Each row's subject: its own column, else from an FRGC-style name, else the file (warning)."
     subs = [s or frgc_subject(p) for s, p in zip(table['subject'], table['path'])]
     if n := sum(s is None for s in subs):
-        warnings.warn(f"{n} file names are not FRGC-style (e.g. 04478-2.jpg): each is its own subject. "
+        warnings.warn(f"{n} file names are not FRGC-style (e.g. 04478-2.jpg): "
+                      "each is its own subject. "
                       "A manifest can name subjects in a `subject` column.")
     return [s or os.path.relpath(p, base) for s, p in zip(subs, table['path'])]
 
-# %% ../nbs/02_data.ipynb #65e90994
+# %% ../nbs/02_data.ipynb #cb72694b
 def _inspect(path) -> str:
-    "The content hash of the image at `path`, after decoding it fully (a clear error if it cannot be read)."
+    "The content hash of the image at `path`, after decoding it fully (a clear error if bad)."
     _check_file(path)
     data = Path(path).read_bytes()
     open_image(io.BytesIO(data), path, draft=True)
@@ -174,40 +198,46 @@ def bad_images(paths) -> dict:
     "{path: why} for each of `paths` that is missing, empty, truncated or not an image."
     return {str(p): why for p in paths if (why := _inspect_or_why(p)[1])}
 
+# %% ../nbs/02_data.ipynb #43059829
 def _inspect_all(paths, skip_bad:bool) -> tuple[list, list]:
-    "Content hashes of `paths` (None for a bad file when `skip_bad`), and the skipped (path, reason) pairs."
+    "Content hashes of `paths` (None for a bad file when `skip_bad`), skipped (path, reason) pairs."
     if not skip_bad: return [_inspect(p) for p in paths], []  # the first bad file raises
     found = [_inspect_or_why(p) for p in paths]
     skipped = [(str(p), why) for p, (_, why) in zip(paths, found) if why]
     digests = [d for d, _ in found]
-    if skipped: warnings.warn(f"Skipped {len(skipped)} bad image file(s), listed in table.attrs['skipped'], "
-                              f"e.g. {skipped[0][1]}")
+    if skipped: warnings.warn(f"Skipped {len(skipped)} bad image file(s), listed in "
+                              f"table.attrs['skipped'], e.g. {skipped[0][1]}")
     return digests, skipped
 
 def _duplicates(table:pd.DataFrame, digests) -> list[tuple]:
-    "Groups (tuples of paths) of bona fide images with identical content, with a warning naming their styles."
+    "Groups (tuples of paths) of bona fide images with identical content; a warning names styles."
     bf = table.assign(digest=digests)[table['label'] == 0]
     groups = [g for _, g in bf.groupby('digest') if len(g) > 1]
     if groups:
         styles = sorted(set(chain.from_iterable(g['style'] for g in groups)))
-        warnings.warn(f"{sum(map(len, groups))} bona fide images in {len(groups)} groups of identical content "
-                      f"(styles {', '.join(styles)}): a detector may learn the source set; see attrs['duplicates']")
+        n = sum(map(len, groups))
+        warnings.warn(f"{n} bona fide images in {len(groups)} groups of identical "
+                      f"content (styles {', '.join(styles)}): a detector may learn the source set; "
+                      "see attrs['duplicates']")
     return [tuple(g['path']) for g in groups]
 
-# %% ../nbs/02_data.ipynb #dcf5296d
-def scan_mad(root, # data folder (seed or style-first layout) or CSV manifest
+# %% ../nbs/02_data.ipynb #07a61ef1
+def scan_mad(root, # data folder (SSL_MAE or style-first layout) or CSV manifest
              skip_bad:bool=False, # leave out unreadable images (with a warning) instead of raising
              styles=None, # only these styles (default: all)
             ) -> pd.DataFrame:
-    "One table (path, label, style, split, subject) of every image of a MAD data set; see the layouts above."
+    "One table (path, label, style, split, subject) of every image of a MAD data set."
     root = Path(os.path.abspath(Path(root).expanduser()))
     layout = detect_layout(root)
     rows = _csv_rows(root, styles) if layout == 'csv' else _folder_rows(root, layout, styles)
-    if not rows: raise ValueError(f"No images found in {root} ({layout} layout" + (f", styles {list(styles)}" if styles
-                                  else '') + "): check the path and the styles")
+    if not rows:
+        which = f", styles {list(styles)}" if styles else ''
+        raise ValueError(f"No images found in {root} ({layout} layout{which}): "
+                         "check the path and the styles")
     t = pd.DataFrame(rows)
     if styles is not None and (absent := set(styles) - set(t['style'])):
-        raise ValueError(f"Style(s) {sorted(absent)} not found in {root}: it has {sorted(set(t['style']))}")
+        raise ValueError(f"Style(s) {sorted(absent)} not found in {root}: "
+                         f"it has {sorted(set(t['style']))}")
     digests, skipped = _inspect_all(t['path'], skip_bad)
     keep = [d is not None for d in digests]
     t, digests = t[keep].reset_index(drop=True), [d for d in digests if d is not None]
@@ -215,10 +245,11 @@ def scan_mad(root, # data folder (seed or style-first layout) or CSV manifest
     t = t.assign(subject=_subjects(t.assign(subject=t.get('subject', '')), base))
     t = t.assign(path=t['path'].map(os.path.abspath), label=t['label'].astype(int))[COLUMNS]
     _check_styles(t, root, layout)
-    t.attrs.update(root=str(root), layout=layout, skipped=skipped, duplicates=_duplicates(t, digests))
+    dups = _duplicates(t, digests)
+    t.attrs.update(root=str(root), layout=layout, skipped=skipped, duplicates=dups)
     return t
 
-# %% ../nbs/02_data.ipynb #67bcb73e
+# %% ../nbs/02_data.ipynb #441c76d5
 def split_by_subject(table:pd.DataFrame, # a scan_mad table
                      train_pct:float=0.85, # share of subjects kept for training
                      seed:int=0, # seed of the draw
@@ -233,28 +264,33 @@ def split_by_subject(table:pd.DataFrame, # a scan_mad table
     out = table.assign(is_valid=[any(i in held for i in ii) for ii in ids])
     for side, rows in (('training', out[~out['is_valid']]), ('validation', out[out['is_valid']])):
         for lab in set(labels) - set(rows['label']):
-            raise ValueError(f"Splitting {len(subjects)} subjects ({len(held)} held out, seed {seed}) left the {side} "
-                             f"side with no {CLASSES[lab]} images: use more subjects, another train_pct or seed")
+            raise ValueError(f"Splitting {len(subjects)} subjects ({len(held)} held out, "
+                             f"seed {seed}) "
+                             f"left the {side} side with no {CLASSES[lab]} images: "
+                             "use more subjects, another train_pct or seed")
     return out
 
-# %% ../nbs/02_data.ipynb #418ff67c
+# %% ../nbs/02_data.ipynb #2d46c230
 def class_weights(labels) -> list[float]:
     "[w_bonafide, w_morph] = N / (2 · N_c) for 0/1 `labels`."
     y = np.asarray(labels).astype(int).ravel()
-    if not set(y.tolist()) <= {0, 1}: raise ValueError(f"labels must be 0 (bona fide) or 1 (morph), not {set(y.tolist())}")
+    if not set(y.tolist()) <= {0, 1}:
+        raise ValueError(f"labels must be 0 (bona fide) or 1 (morph), not {set(y.tolist())}")
     n = np.bincount(y, minlength=2)
-    if (n == 0).any(): raise ValueError(f"labels hold no {CLASSES[int(np.argmin(n))]} images: class weights need "
-                                        "both classes; check the training split")
+    if (n == 0).any():
+        raise ValueError(f"labels hold no {CLASSES[int(np.argmin(n))]} images: class weights "
+                         "need both classes; check the training split")
     return (len(y) / (2 * n)).tolist()
 
-# %% ../nbs/02_data.ipynb #4ee339d6
-TRAIN_SPLITS, TEST_SPLITS = ('P2', 'train'), ('P1', 'test')  # the data set's own splits used by the seed protocol
+# %% ../nbs/02_data.ipynb #1b8f9df6
+TRAIN_SPLITS, TEST_SPLITS = ('P2', 'train'), ('P1', 'test')  # a data set's splits the protocol uses
 
 def _style_rows(table:pd.DataFrame, style:str, splits:tuple) -> pd.DataFrame:
-    "Images of `style` in `splits` (all of them when the style has no split); a clear error when there are none."
+    "Images of `style` in `splits` (all when the style has no split); a clear error for none."
     rows = table[table['style'] == style]
     if rows.empty: raise ValueError(f"No images of style {style!r}: the table has styles "
-                                    f"{sorted(set(table['style']))}; set train_dataset / test_datasets to some of them")
+                                    f"{sorted(set(table['style']))}; "
+                                    "set train_dataset / test_datasets to some of them")
     out = rows[rows['split'].isin(splits)] if (rows['split'] != '').any() else rows
     if out.empty: raise ValueError(f"Style {style!r} has no images in split {' or '.join(splits)}: "
                                    f"its splits are {sorted(set(rows['split']))}")
@@ -270,52 +306,61 @@ def train_table(table:pd.DataFrame, # a scan_mad table
     rows = _style_rows(table, style, TRAIN_SPLITS)
     if not (rows['label'] == 1).any():
         raise ValueError(f"Style {style!r} has no morph images to train on: add them, or train on "
-                         "pseudo-morphs of its bona fide images (`ssl_mae finetune --pseudo only`; pseudo='only' in Python)")
+                         "pseudo-morphs of its bona fide images (`ssl_mae finetune --pseudo only`)")
     return split_by_subject(rows, cfg.train_val_pct, cfg.seed)
 
+# %% ../nbs/02_data.ipynb #e3f19eae
 def test_tables(table:pd.DataFrame, # a scan_mad table
                 styles, # the styles to test on
                ) -> dict:
     "{style: its test images (P1 / test split)} for each of `styles`."
     return {s: _style_rows(table, s, TEST_SPLITS) for s in styles}
 
+# %% ../nbs/02_data.ipynb #1ad71174
 def protocol_tables(table:pd.DataFrame, # a scan_mad table
                     train_style:str|None=None, # style trained on (default cfg.train_dataset)
-                    cfg:MAEConfig|None=None, # gives train_val_pct, seed, train_dataset, test_datasets
+                    cfg:MAEConfig|None=None, # train_val_pct, seed, train_dataset, test_datasets
                    ) -> tuple[pd.DataFrame, dict]:
-    "(training pool with `is_valid`, {style: test table}) of the seed protocol."
+    "(training pool with `is_valid`, {style: test table}) of the SSL_MAE protocol."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     style, train = train_style or cfg.train_dataset, train_table(table, train_style, cfg)
     tests = test_tables(table, cfg.test_datasets)
-    if style in tests and (train['split'] == '').all(): tests[style] = train[train['is_valid']].drop(columns='is_valid')
+    if style in tests and (train['split'] == '').all():  # no split: test on the validation part
+        tests[style] = train[train['is_valid']].drop(columns='is_valid')
     return train, tests
 
-# %% ../nbs/02_data.ipynb #e8b209c7
+# %% ../nbs/02_data.ipynb #adbea975
 class RGBImage(PILImage):
     "A fastai `PILImage` opened with `load_rgb`: grey, RGBA, palette and 16-bit files become RGB."
     @classmethod
-    def create(cls, fn, **kwargs): return super().create(load_rgb(fn) if isinstance(fn, (str, Path)) else fn)
+    def create(cls, fn, **kwargs):
+        return super().create(load_rgb(fn) if isinstance(fn, (str, Path)) else fn)
 
+# %% ../nbs/02_data.ipynb #6887e000
 class RandBlur(DisplayedTransform):
-    "Gaussian blur of each training image with probability `p` (sigma drawn per batch, as in torchvision)."
+    "Gaussian blur of each training image with probability `p` (one sigma a batch, as torchvision)."
     order, split_idx = 45, 0
-    def __init__(self, p:float=0.1, ks:int=5, sigma:tuple=(0.1, 2.0)): super().__init__(); store_attr()
+    def __init__(self, p:float=0.1, ks:int=5, sigma:tuple=(0.1, 2.0)):
+        super().__init__(); store_attr()
     def encodes(self, x:TensorImage):
         m = torch.rand(x.shape[0], device=x.device) < self.p
         if not m.any(): return x
         x = x.clone()
-        x[m] = TF.gaussian_blur(x[m].as_subclass(torch.Tensor), self.ks, random.uniform(*self.sigma))
+        sigma = random.uniform(*self.sigma)
+        x[m] = TF.gaussian_blur(x[m].as_subclass(torch.Tensor), self.ks, sigma)
         return x
 
+# %% ../nbs/02_data.ipynb #33ac32b7
 def mad_augs(cfg:MAEConfig) -> list:
-    "The seed's classifier augmentations from `cfg`, as fastai batch transforms (training batches only)."
+    "The SSL_MAE design's training augmentations from `cfg`, as fastai batch transforms."
     lo, hi = cfg.crop_scale
     jit = cfg.color_jitter
-    tfms = setup_aug_tfms([Rotate(max_deg=cfg.rotate_deg, p=1.), Zoom(min_zoom=lo, max_zoom=hi, p=1.),
+    tfms = setup_aug_tfms([Rotate(max_deg=cfg.rotate_deg, p=1.),
+                           Zoom(min_zoom=lo, max_zoom=hi, p=1.),
                            Brightness(max_lighting=jit, p=1.), Contrast(max_lighting=jit, p=1.)])
     return tfms + ([RandBlur(cfg.blur_p)] if cfg.blur_p > 0 else [])
 
-# %% ../nbs/02_data.ipynb #c645b269
+# %% ../nbs/02_data.ipynb #d3f144f3
 def _path(o): return o['path'] if isinstance(o, pd.Series) else o
 def _class(r): return CLASSES[int(r['label'])]
 def _resize(cfg): return Resize(cfg.img_hw, method='squish')
@@ -325,29 +370,34 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
             cfg:MAEConfig|None=None, # img_size, batch_size, augmentations, normalisation, split
             num_workers:int=0, # DataLoader worker processes
            ):
-    "fastai DataLoaders of (image, label) for the detector, with the seed's augmentations on training batches."
+    "fastai DataLoaders of (image, label) for the detector, augmenting the training batches."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     train = table if 'is_valid' in table else train_table(table, train_style, cfg)
-    block = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=CLASSES)), get_x=_path, get_y=_class,
-                      splitter=ColSplitter('is_valid'), item_tfms=_resize(cfg),
+    block = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=CLASSES)),
+                      get_x=_path, get_y=_class, splitter=ColSplitter('is_valid'),
+                      item_tfms=_resize(cfg),
                       batch_tfms=[*mad_augs(cfg), Normalize.from_stats(cfg.mean, cfg.std)])
     bs = min(cfg.batch_size, int((~train['is_valid']).sum()))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers)
 
+# %% ../nbs/02_data.ipynb #3182dd43
 def _skipped(tl, x) -> int:
     "How many type transforms of the input pipeline `tl` item `x` skips; 0 where none takes its type."
     try: return tl.infer_idx(x)
     except AssertionError: return 0  # e.g. the landmarks input of `pseudo_dls`, given an image
 
-def mad_test_dl(dls, source, bs:int|None=None):
-    "A DataLoader with validation transforms over a table (yields images and labels), paths or images (images only)."
+def mad_test_dl(dls, # the detector's `mad_dls` (or `pseudo_dls`): its validation transforms are used
+                source, # a table with `path` and `label`, image paths, or images
+                bs:int|None=None, # batch size (default: the training one)
+               ):
+    "A DataLoader with validation transforms over a table (images, labels), paths or images (images only)."
     labelled = isinstance(source, pd.DataFrame) and 'label' in source
     items = source.reset_index(drop=True) if labelled else list(source)
     rm = None if labelled or not items else [_skipped(tl, items[0]) for tl in dls.valid_ds.tls[:dls.n_inp]]
     return dls.test_dl(items, rm_type_tfms=rm, with_labels=labelled, bs=bs or dls.bs)
 
-# %% ../nbs/02_data.ipynb #5ac897f1
+# %% ../nbs/02_data.ipynb #1bb59b36
 def mae_dls(source, # folder of images (recursive), scan_mad table, or list of image paths
             cfg:MAEConfig|None=None, # img_size, batch_size, normalisation, seed
             valid_pct:float=0.1, # share of images kept for validation
@@ -360,13 +410,19 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
     if isinstance(source, pd.DataFrame): items = list(source['path'])
     else:
         folder = isinstance(source, (str, Path))
-        if folder and not Path(source).is_dir(): raise FileNotFoundError(f"Image folder {source} not found")
+        if folder and not Path(source).is_dir():
+            raise FileNotFoundError(f"Image folder {source} not found")
         items = list(map(str, image_files(source) if folder else source))
         digests, _ = _inspect_all(items, skip_bad)
         items = [p for p, d in zip(items, digests) if d is not None]
-    if len(items) < 2: raise ValueError(f"{source} holds {len(items)} readable images: pretraining needs at least 2")
+    if len(items) < 2:
+        raise ValueError(f"{source} holds {len(items)} readable images: "
+                         "pretraining needs at least 2")
     valid = np.random.default_rng(cfg.seed).permutation(len(items))[:round(len(items) * valid_pct)]
-    block = DataBlock(blocks=(ImageBlock(RGBImage),), get_x=_path, splitter=IndexSplitter(valid), n_inp=1,
-                      item_tfms=_resize(cfg), batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
+    block = DataBlock(blocks=(ImageBlock(RGBImage),), get_x=_path, splitter=IndexSplitter(valid),
+                      n_inp=1,
+                      item_tfms=_resize(cfg),
+                      batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
-    return block.dataloaders(items, bs=min(cfg.batch_size, len(items) - len(valid)), num_workers=num_workers)
+    bs = min(cfg.batch_size, len(items) - len(valid))
+    return block.dataloaders(items, bs=bs, num_workers=num_workers)

@@ -9,7 +9,7 @@ from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables
 from ssl_mae.callbacks import JointMAE
 from fastai.callback.core import Callback
-from ssl_mae.learner import mae_learner, mad_learner, predict, evaluate
+from ssl_mae.learner import mae_learner, mad_learner, evaluate
 from ssl_mae.runs import resume_run, run_state
 
 def trained(run): return run_state(run).get('epochs_trained', 0)
@@ -65,13 +65,9 @@ def detector(data, tmp_path_factory):
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2)
     return learn, tests
 
-def test_export_round_trip_gives_identical_scores(detector, tmp_path):
+def test_export_round_trip_gives_identical_scores(detector, exported_scores):
     learn, tests = detector
-    learn.export(tmp_path/'export.pkl')
-    paths = list(tests['MorDiff']['path'][:10])
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        a, b = predict(learn, paths), predict(tmp_path/'export.pkl', paths)
+    a, b = exported_scores(learn, list(tests['MorDiff']['path'][:10]))
     np.testing.assert_array_equal(a['score'].to_numpy(), b['score'].to_numpy())
     assert set(a['decision']) <= {0, 1} and a['score'].between(0, 1).all()
 

@@ -9,7 +9,7 @@ from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mad_dls, protocol_tables
 from ssl_mae.model import MaskedAutoencoder
-from ssl_mae.learner import mad_learner, predict, load_exported
+from ssl_mae.learner import mad_learner, load_exported
 from ssl_mae.lora import merge_lora
 from ssl_mae.runs import resume_run, run_state
 from ssl_mae.cli import main
@@ -94,15 +94,14 @@ def score_without_peft(export, paths):
     return subprocess.run([sys.executable, '-c', SCORE_SCRIPT, str(export), json.dumps(paths)], capture_output=True,
                           text=True, timeout=300, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
 
-def test_export_round_trip_and_merged_export(detector, encoder, tmp_path):
+def test_export_round_trip_and_merged_export(detector, encoder, tmp_path, exported_scores):
     learn, tests = detector
     assert frozen_same(learn.model, encoder[0]) and any(v.abs().sum() > 0 for v in lora_state(learn.model).values())
-    learn.export(tmp_path/'export.pkl')
     paths = list(tests['MorDiff']['path'][:10])
+    a, b = exported_scores(learn, paths)  # writes tmp_path/'export.pkl'
+    np.testing.assert_array_equal(a['score'].to_numpy(), b['score'].to_numpy())
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        a, b = predict(learn, paths), predict(tmp_path/'export.pkl', paths)
-        np.testing.assert_array_equal(a['score'].to_numpy(), b['score'].to_numpy())
         merged = load_exported(tmp_path/'export.pkl')
         merged.model = merge_lora(merged.model)
         merged.export(tmp_path/'merged.pkl')
