@@ -18,9 +18,9 @@ from .config import MAEConfig, write_atomic
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS',
-           'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'pretrain_images', 'Interrupted',
-           'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict', 'side_by_side',
-           'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
+           'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout', 'pretrain_images',
+           'Interrupted', 'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict',
+           'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
@@ -103,14 +103,20 @@ def data_alignment(cfg:MAEConfig, # the run's config
     return replace(cfg, align=None if new is None else new.to_dict())
 
 # %% ../nbs/09_cli.ipynb #0d8a07a1
+def mad_layout(data) -> bool:
+    "Whether `data` is a MAD data set (a layout `scan_mad` reads) rather than a plain folder of images."
+    from ssl_mae.data import detect_layout
+    try: detect_layout(Path(data))
+    except ValueError: return False
+    return True
+
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
                     skip_bad:bool=False, # leave out unreadable images instead of stopping at the first
                     bonafide_only:bool=False, # of a MAD data set, only the bona fide images
                    ):
     "What pretraining sees: the images outside the test splits of a MAD data set, else all images of the folder."
-    from ssl_mae.data import TEST_SPLITS, detect_layout, scan_mad
-    try: detect_layout(Path(data))
-    except ValueError: return data  # not a MAD layout: a plain folder of unlabelled images
+    from ssl_mae.data import TEST_SPLITS, scan_mad
+    if not mad_layout(data): return data  # a plain folder of unlabelled images
     table = scan_mad(data, skip_bad=skip_bad)
     return table[~table['split'].isin(TEST_SPLITS) & (table['label'].eq(0) | (not bonafide_only))]
 
@@ -176,7 +182,8 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     flags = [*([f'train_dataset={train_style}'] if train_style else []), *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
     cfg = cfg if resume else data_alignment(cfg, data)  # the detector records how its images were prepared
-    table = scan_mad(data, skip_bad=skip_bad)  # the data and the encoder are checked before a run folder is made
+    photos = cfg.pseudo == 'only' and not mad_layout(data)  # a plain folder of bona fide photos will do
+    table = scan_mad(data, skip_bad=skip_bad, photos=photos)  # checked, with the encoder, before a run folder is made
     enc = load_encoder(encoder, cfg) if encoder and resume is None else None  # resuming loads the checkpoint
     with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
         if cfg.pseudo == 'none': learn = mad_learner(mad_dls(table, cfg=cfg), cfg, encoder=enc, path=run)

@@ -121,7 +121,8 @@ def detect_layout(root:Path) -> str:
                      "ROOT/{bonafide,morph}/STYLE/{P1,P2}/*, "
                      "ROOT/STYLE/{train,test}/{bonafide,morph}/*, or a CSV manifest "
                      "path,label[,style,split,subject]. "
-                     "For a folder of unlabelled images use mae_dls(folder).")
+                     "For a folder of bona fide photos use scan_mad(folder, photos=True) "
+                     "or mae_dls(folder).")
 
 # %% ../nbs/02_data.ipynb #443c630b
 def _folder_rows(root:Path, layout:str, styles=None) -> list[dict]:
@@ -225,11 +226,13 @@ def _duplicates(table:pd.DataFrame, digests) -> list[tuple]:
 def scan_mad(root, # data folder (SSL_MAE or style-first layout) or CSV manifest
              skip_bad:bool=False, # leave out unreadable images (with a warning) instead of raising
              styles=None, # only these styles (default: all)
+             photos:bool=False, # `root` is a plain folder of bona fide photos (no layout)
             ) -> pd.DataFrame:
     "One table (path, label, style, split, subject) of every image of a MAD data set."
     root = Path(os.path.abspath(Path(root).expanduser()))
-    layout = detect_layout(root)
-    rows = _csv_rows(root, styles) if layout == 'csv' else _folder_rows(root, layout, styles)
+    layout = 'photos' if photos else detect_layout(root)
+    if photos: rows = [dict(path=f, label=0, style='', split='') for f in image_files(root)]
+    else: rows = _csv_rows(root, styles) if layout == 'csv' else _folder_rows(root, layout, styles)
     if not rows:
         which = f", styles {list(styles)}" if styles else ''
         raise ValueError(f"No images found in {root} ({layout} layout{which}): "

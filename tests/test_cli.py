@@ -193,6 +193,8 @@ def test_no_morph_data_needed(work, data, capsys):
                  '--config', str(pre/'config.json'), '--pseudo', 'only']) == 0
     det = only(work/'bona', 'finetune-*')
     assert json.loads((det/'config.json').read_text())['pseudo'] == 'only'
+    plain = bona/'bonafide'/'LMA'  # a plain folder of photos (no label folders)
+    assert main(['finetune', str(plain), '--out', str(work/'plain'), '--pseudo', 'only', *TINY]) == 0
     assert folder_state(bona) == before
     assert main(['evaluate', str(data), '--model', str(det/'export.pkl'), '--out', str(work/'bona')]) == 0
     out = capsys.readouterr().out
