@@ -1,16 +1,19 @@
 """Morph styles a detector never saw: trained on LMA morphs, on pseudo-morphs only, or on both, from one MAE encoder.
 
 On the synthetic benchmark (all three styles, seed 0), the tiny MAE is pretrained once on the P2 bona fide images of
-every style (no morph, no test image), and three detectors are fine-tuned from it with the same budget (optimiser
-steps of about `batch_size` images each), checkpoints chosen on their own held-out validation pairs:
+every style (no morph, no test image), and the detectors of four arms are fine-tuned from it, each with the same
+budget (optimiser steps of about `batch_size` images), checkpoints chosen on their own held-out validation pairs:
   (a) LMA: `mad_learner` on LMA P2 (bona fide + real LMA morphs): today's protocol;
-  (b) pseudo only: `pseudo_learner` with `pseudo='only'` on the P2 bona fide images of every style, no morph at all;
-  (c) mix: `pseudo_learner` with `pseudo='mix'`: LMA P2 plus pseudo-morphs of its bona fide images.
+  (b) pseudo: `pseudo_learner` with `pseudo='only'` on the P2 bona fide images of every style, no morph at all;
+  (c) LMA+pseudo: `pseudo_learner` with `pseudo='mix'`: LMA P2 plus pseudo-morphs of its bona fide images;
+  (d) two specialists of (b), one on self-blends alone (`pseudo_blend_p=1`), one on self-morphs alone
+      (`pseudo_blend_p=0`), their scores averaged (`metrics.fuse_scores`): twice the fine-tuning of (b).
 Each is tested on P1 of every style; printed side by side: the D-EER on its own held-out validation pairs (real
-morphs for (a), pseudo-morphs of held-out subjects for (b)), D-EER and BPCER@APCER=10 % per style, the mean and the
-worst over the styles the arm never trained on (all three for (b)), the wall times, and the shortcut audit of the
-pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The default run took 21 min with
-OMP_NUM_THREADS=1 on a busy 2-core machine (data 2.5 min, pretraining 5.5 min, each arm 4-5 min).
+morphs for (a), pseudo-morphs of held-out subjects for (b) and (d)), D-EER and BPCER@APCER=10 % per style, the mean
+and the worst over the styles the arm never trained on (all three for (b) and (d)), the wall times, and the shortcut
+audit of the pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. Arms (a)-(c) took 21 min
+with OMP_NUM_THREADS=1 on a busy 2-core machine (data 2.5 min, pretraining 5.5 min, each arm 4-5 min); (d) adds
+about 8 min.
 
     python benchmarks/unseen_styles.py [--n-subjects 600] [--img-size 112] [--pretrain 50] [--steps 1000] \\
         [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
@@ -23,9 +26,12 @@ from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, read_landmarks, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables, load_rgb
 from ssl_mae.learner import mae_learner, mad_learner, evaluate
+from ssl_mae.metrics import fuse_scores, style_report, trained_styles
 from ssl_mae.pseudo import pseudo_learner, pseudo_morph, jpeg, shortcut_audit
 
-ARMS = {'a': ('LMA', None), 'b': ('pseudo', 'only'), 'c': ('LMA+pseudo', 'mix')}  # arm -> (train style, pseudo mode)
+# arm -> (train style, its detectors as (pseudo mode, config overrides)); (d) fuses the scores of its two
+ARMS = {'a': ('LMA', [(None, [])]), 'b': ('pseudo', [('only', [])]), 'c': ('LMA+pseudo', [('mix', [])]),
+        'd': ('pseudo (2 specialists fused)', [('only', ['pseudo_blend_p=1']), ('only', ['pseudo_blend_p=0'])])}
 DEFAULTS = ['patch_size=16', 'global_pool=max', 'recon_weight=0', 'learning_rate=5e-4', 'drop_path=0.1']
 
 def audit(table, cfg, n:int=400) -> dict:
@@ -45,17 +51,28 @@ def best_valid(learn) -> float:
     i = learn.recorder.metric_names.index('d_eer') - 1  # values leave out the epoch column
     return 100*min(v[i] for v in learn.recorder.values)
 
-def detector(arm, table, train, cfg, encoder, out):
-    "The learner of `arm`, fine-tuning from `encoder`."
-    mode = ARMS[arm][1]
-    if mode: return pseudo_learner(table, replace(cfg, pseudo=mode), encoder=encoder, path=out/f'arm-{arm}')
-    return mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=encoder, path=out/f'arm-{arm}')
+def detector(mode, table, train, cfg, encoder, path):
+    "A learner fine-tuning from `encoder`: on real morphs (`mode` None) or pseudo-morphs ('only', 'mix')."
+    if mode: return pseudo_learner(table, replace(cfg, pseudo=mode), encoder=encoder, path=path)
+    return mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=encoder, path=path)
+
+def run_arm(arm, table, train, tests, cfg, encoder, steps, out) -> tuple:
+    "(scores of `arm` on `tests`, held-out validation D-EERs of its detectors): each trained for about `steps` steps."
+    scores, vals = [], []
+    for i, (mode, ov) in enumerate(ARMS[arm][1]):
+        learn = detector(mode, table, train, cfg.override(ov), encoder, out/f'arm-{arm}{i}')
+        epochs = max(1, round(steps/len(learn.dls.train)))
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs)
+        vals.append(best_valid(learn))  # before `evaluate`, whose scoring passes reset the recorder
+        with learn.no_bar(): scores.append(evaluate(learn, tests, ARMS[arm][0], out/f'eval-{arm}{i}', plots=False)[0])
+        print(f"({arm}) {ARMS[arm][0]} {' '.join(ov)}: {epochs} epochs x {len(learn.dls.train)} steps", flush=True)
+    return (fuse_scores(scores) if len(scores) > 1 else scores[0]), vals
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--n-subjects', type=int, default=600); p.add_argument('--img-size', type=int, default=112)
     p.add_argument('--pretrain', type=int, default=50); p.add_argument('--steps', type=int, default=1000)
-    p.add_argument('--arms', default='abc'); p.add_argument('--out', default=None)
+    p.add_argument('--arms', default='abcd'); p.add_argument('--out', default=None)
     p.add_argument('overrides', nargs='*', help='MAEConfig key=value overrides')
     a = p.parse_intermixed_args()
     warnings.filterwarnings('ignore')
@@ -73,21 +90,18 @@ def main():
     reports, times, vals = {}, {}, {}
     for arm in a.arms:
         t = time.time()
-        learn = detector(arm, table, train, cfg, pre.model, out)
-        epochs = max(1, round(a.steps/len(learn.dls.train)))
-        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs)
-        with learn.no_bar(): _, rep = evaluate(learn, tests, train_style=ARMS[arm][0], out=out/f'eval-{arm}', plots=False)
-        reports[arm], times[arm], vals[arm] = rep.table.set_index('style'), time.time() - t, best_valid(learn)
-        print(f"({arm}) {ARMS[arm][0]}: {epochs} epochs x {len(learn.dls.train)} steps in {times[arm]:.0f} s", flush=True)
+        scores, vals[arm] = run_arm(arm, table, train, tests, cfg, pre.model, a.steps, out)
+        reports[arm], times[arm] = style_report(scores).table.set_index('style'), time.time() - t
     print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
     rows = {}
     for arm, r in reports.items():
-        unseen = [s for s in SYNTH_STYLES if ARMS[arm][1] == 'only' or s != 'LMA']
+        unseen = [s for s in SYNTH_STYLES if s not in trained_styles(ARMS[arm][0])]
         row = {f'{s} {k}': 100*r.loc[s, c] for s in SYNTH_STYLES for k, c in (('D-EER', 'd_eer'), ('BPCER10', 'bpcer_at_apcer_10'))}
         de = [100*r.loc[s, 'd_eer'] for s in unseen]
-        rows[f'({arm}) {ARMS[arm][0]}'] = {'held-out validation D-EER': vals[arm], **row, 'unseen mean D-EER': np.mean(de),
+        rows[f'({arm}) {ARMS[arm][0]}'] = {'held-out validation D-EER': ' / '.join(f'{v:.2f}' for v in vals[arm]),
+                                           **row, 'unseen mean D-EER': np.mean(de),
                                            'unseen worst D-EER': max(de), 'minutes': times[arm]/60}
-    print(pd.DataFrame(rows).round(2).to_string())
+    print(pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string())
     au = audit(table, cfg)
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 P2 pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))

@@ -15,7 +15,7 @@ from .detector import morph_score
 
 # %% auto #0
 __all__ = ['OPERATING_POINTS', 'RATE_COLS', 'MD_COLS', 'checked', 'det_points', 'apcer_bpcer', 'mad_metrics', 'md_table',
-           'trained_styles', 'StyleReport', 'style_report', 'DEER', 'BPCERAtAPCER', 'AUC']
+           'trained_styles', 'StyleReport', 'style_report', 'fuse_scores', 'DEER', 'BPCERAtAPCER', 'AUC']
 
 # %% ../nbs/05_metrics.ipynb #c46f0892
 def _np(x):
@@ -241,6 +241,24 @@ def style_report(scores_table:pd.DataFrame, # columns style, label, score [, tra
     parts = [_one_train_style(g, tr) for tr, g in scores_table.groupby('train_style', sort=False)]
     tab = pd.concat(parts, ignore_index=True)
     return StyleReport(tab[['train_style', *tab.columns.drop('train_style')]])
+
+# %% ../nbs/05_metrics.ipynb #820de201
+def fuse_scores(tables:list, # score tables of detectors on the same images: path, style, label, score
+                train_style:str|None=None, # the fusion's train style (default: theirs, joined by '+')
+               ) -> pd.DataFrame:
+    "One detector's score table whose score is each image's mean score over the detectors of `tables`."
+    keys = ['path', 'style', 'label']
+    first = tables[0][keys].reset_index(drop=True)
+    scores = []
+    for i, t in enumerate(tables):
+        s = first.merge(t[keys + ['score']], on=keys, how='left')['score']
+        if len(t) != len(first) or s.isna().any():
+            raise ValueError(f"Score tables 0 and {i} hold different images ({len(first)} and {len(t)} rows): "
+                             "fuse detectors scored on the same test images")
+        scores.append(s.to_numpy())
+    styles = dict.fromkeys(s for t in tables for s in t.get('train_style', pd.Series(dtype=str)).unique())
+    return first.assign(score=np.mean(scores, axis=0),
+                        train_style=train_style or '+'.join(map(str, styles)) or 'fused')
 
 # %% ../nbs/05_metrics.ipynb #911b105b
 def _on_valid(logits, labels, f, **kw) -> float:
