@@ -290,7 +290,9 @@ def test_ctrl_c_says_how_to_resume(work, untouched):
     out = work/'sigint'
     cmd = [sys.executable, '-m', 'ssl_mae.cli', 'pretrain', str(untouched), '--out', str(out),
            *TINY[:-2], 'num_epochs=40', 'seed=0']
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job's shell ignores it
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.time() + 240
     while not list(out.glob('*/state.json')) and proc.poll() is None and time.time() < deadline: time.sleep(0.05)
     assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
