@@ -47,7 +47,7 @@ def fixed_batch(learn):
 def step_rate(learn, steps:int) -> float:
     "Images per second of the model step alone on a fixed batch: forward, joint loss, backward, AdamW step."
     x, y = fixed_batch(learn)
-    model, w = learn.model.train(), learn.model.cfg.recon_weight
+    model, w = learn.model.train(), learn.cfg.recon_weight
     opt = torch.optim.AdamW(model.parameters(), 1e-4, betas=(.9, .95))
     def step():
         logits, recon = model(x, recon=True) if w > 0 else (model(x), 0.)
