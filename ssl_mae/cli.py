@@ -214,12 +214,16 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                                  dict(nargs='+', action='extend', type=str, required=True, metavar='PKL')]=None,
                  out:str='runs', # parent folder of the new run folder
                  styles:Annotated[list, "test styles (default: every style of the data)", _STYLES]=None,
+                 fuse:bool=False, # also score each image by the mean of the detectors' scores, as one more detector
                  skip_bad:SkipBad=False,
                 ) -> Path:
     "Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, DET/ROC PNGs."
     import pandas as pd
     from ssl_mae.data import scan_mad
     from ssl_mae.learner import check_test_styles, evaluate, write_report
+    from ssl_mae.metrics import fuse_scores
+    if fuse and len(model) < 2: raise ValueError("--fuse averages the scores of several detectors: pass two or more "
+                                                 "(--model A.pkl --model B.pkl)")
     table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
     trained = [learn.cfg.train_style for learn, _ in dets]
@@ -230,7 +234,8 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     with run_folder(out, 'eval', data) as run:
         sub = lambda style: run if len(dets) == 1 else run/style
         results = [evaluate(learn, tests, style, out=sub(style)) for (learn, tests), style in zip(dets, trained)]
-        scores = pd.concat([s for s, _ in results], ignore_index=True)
+        scores = [s for s, _ in results] + ([fuse_scores([s for s, _ in results])] if fuse else [])
+        scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: theirs, joined by '+'
         report = write_report(scores, run) if len(dets) > 1 else results[0][1]  # one detector: evaluate wrote it
     pngs = 'det.png, roc.png, scores.png' if len(dets) == 1 else f"DET/ROC/score PNGs in {', '.join(trained)}"
     print(f"{report.markdown()}\noutputs: {run} (scores.csv, metrics.json, metrics.md; {pngs})")

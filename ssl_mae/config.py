@@ -245,8 +245,9 @@ def validate(self:MAEConfig):
 # %% ../nbs/00_config.ipynb #03d14ae3
 @patch(as_prop=True)
 def train_style(self:MAEConfig) -> str:
-    "What the detector learned morphs from: `train_dataset`, 'pseudo', or e.g. 'LMA+pseudo'."
-    return {'none': self.train_dataset, 'only': 'pseudo', 'mix': f'{self.train_dataset}+pseudo'}[self.pseudo]
+    "What the detector learned morphs from: `train_dataset`, 'pseudo' (or one kind of it), e.g. 'LMA+pseudo'."
+    kind = {1: 'pseudo-blend', 0: 'pseudo-morph'}.get(self.pseudo_blend_p, 'pseudo')
+    return {'none': self.train_dataset, 'only': kind, 'mix': f'{self.train_dataset}+{kind}'}[self.pseudo]
 
 # %% ../nbs/00_config.ipynb #03ffdfc4
 @patch(cls_method=True)
