@@ -201,6 +201,8 @@ def test_no_morph_data_needed(work, data, capsys):
     assert 'Trained on pseudo, unseen styles (LMA, LMA_UBO, MorDiff): D-EER mean' in out
     code, err = run_main(capsys, 'finetune', bona, '--pseudo', 'some', *TINY)
     one_line_error(code, err, 'finetune', "'some'")
+    code, err = run_main(capsys, 'evaluate', data, '--model', det/'export.pkl', '--fuse')
+    one_line_error(code, err, 'evaluate', 'two or more')
 
 # --- runs people can trust: every failure one line (exit 2, 130 for Ctrl-C), data untouched, no folders left ------
 
