@@ -11,9 +11,8 @@ budget (optimiser steps of about `batch_size` images), checkpoints chosen on the
 Each is tested on P1 of every style; printed side by side: the D-EER on its own held-out validation pairs (real
 morphs for (a), pseudo-morphs of held-out subjects for (b) and (d)), D-EER and BPCER@APCER=10 % per style, the mean
 and the worst over the styles the arm never trained on (all three for (b) and (d)), the wall times, and the shortcut
-audit of the pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. Arms (a)-(c) took 21 min
-with OMP_NUM_THREADS=1 on a busy 2-core machine (data 2.5 min, pretraining 5.5 min, each arm 4-5 min); (d) adds
-about 8 min.
+audit of the pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The default run took 24 min
+with OMP_NUM_THREADS=1 on a 2-core machine (data 3 min, pretraining 5 min, arms (a)-(c) 3 min each, (d) 6 min).
 
     python benchmarks/unseen_styles.py [--n-subjects 600] [--img-size 112] [--pretrain 50] [--steps 1000] \\
         [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
