@@ -39,7 +39,7 @@ def audit(table, cfg, n:int=400) -> dict:
     rows = rows.sample(min(n, len(rows)), random_state=0)
     n = len(rows)
     lms = read_landmarks(table.attrs['root'])
-    x = torch.stack([torch.from_numpy(np.asarray(load_rgb(p))).permute(2, 0, 1) for p in rows['path']])/255
+    x = torch.stack([torch.from_numpy(np.array(load_rgb(p))).permute(2, 0, 1) for p in rows['path']])/255
     g = torch.Generator().manual_seed(0)
     fakes = pseudo_morph(x, torch.from_numpy(np.stack([lms[p] for p in rows['path']])), g, cfg)[0]
     both = jpeg(torch.cat([x, fakes]), g, cfg.pseudo_jpeg_p, cfg.pseudo_jpeg_quality)

@@ -26,7 +26,7 @@ def folder_state(root):
 def bona_batch(table, root):
     "Every bona fide image of the set (RGB in [0, 1]) with its landmarks."
     rows, lms = table[table['label'] == 0], read_landmarks(root)
-    x = torch.stack([torch.from_numpy(np.asarray(load_rgb(p))).permute(2, 0, 1) for p in rows['path']])/255
+    x = torch.stack([torch.from_numpy(np.array(load_rgb(p))).permute(2, 0, 1) for p in rows['path']])/255
     return x, torch.from_numpy(np.stack([lms[p] for p in rows['path']]))
 
 def test_shortcut_audit(table, data):
