@@ -234,7 +234,8 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     with run_folder(out, 'eval', data) as run:
         sub = lambda style: run if len(dets) == 1 else run/style
         results = [evaluate(learn, tests, style, out=sub(style)) for (learn, tests), style in zip(dets, trained)]
-        scores = [s for s, _ in results] + ([fuse_scores([s for s, _ in results])] if fuse else [])
+        scores = [s for s, _ in results]
+        scores += [fuse_scores(scores)] if fuse else []
         scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: theirs, joined by '+'
         report = write_report(scores, run) if len(dets) > 1 else results[0][1]  # one detector: evaluate wrote it
     pngs = 'det.png, roc.png, scores.png' if len(dets) == 1 else f"DET/ROC/score PNGs in {', '.join(trained)}"
@@ -310,8 +311,8 @@ def run_demo(out='runs', # parent folder of the data set and the demo's run fold
     recon = sorted(pre.glob('recon_epoch*.png'))[-1]
     print(f"\nOne MAE pretrained on bona fide images; detectors fine-tuned on {k['train_style']} morphs and on "
           f"pseudo-morphs alone (P2), tested on P1 of every style; rates in %:\n\n{md}\n\n"
-          f"data: {data}\nreconstructions: {recon}\nDET curves: {ev/k['train_style']/'det.png'}, "
-          f"{ev/'pseudo'/'det.png'}\ntable: {run/'demo.md'}")
+          f"data: {data}\nreconstructions: {recon}\n"
+          f"DET curves: {', '.join(str(ev/t/'det.png') for t in report.train_styles)}\ntable: {run/'demo.md'}")
     return run
 
 def cli_demo(out:str='runs', # parent folder of the data set and the demo's run folder

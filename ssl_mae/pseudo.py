@@ -18,13 +18,12 @@ from fastai.callback.core import Callback
 from fastai.data.block import DataBlock, CategoryBlock, TransformBlock
 from fastai.data.transforms import ColSplitter, Normalize
 from fastai.data.transforms import Transform
-from fastai.vision.augment import Resize
 from fastai.vision.data import ImageBlock
 from fastai.torch_core import TensorImage, TensorCategory, set_seed
 from .config import MAEConfig
 from .synth import read_landmarks
 from .data import (CLASSES, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb, split_by_subject,
-                          train_table)
+                          train_table, _class, _path, _resize)  # the getters and resize `mad_dls` uses
 from .callbacks import JointMAE
 from .learner import mad_learner
 
@@ -308,8 +307,6 @@ def pseudo_pool(table:pd.DataFrame, # a scan_mad table
     return pool.assign(lms=[_unit_landmarks(lms, p) for p in pool['path']]).reset_index(drop=True)
 
 # %% ../nbs/08a_pseudo.ipynb #e8095288
-def _path(o): return o['path'] if isinstance(o, pd.Series) else o
-def _class(o): return CLASSES[int(o['label'])]
 class Landmarks(Transform):
     "An image's landmarks (68, 2) in units of its size, looked up by path; NaN for an image without them."
     def __init__(self, lms:dict): self.lms = lms  # {path: (68, 2) array}
@@ -328,7 +325,7 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
     lms = TransformBlock(type_tfms=Landmarks({p: v for p, v in zip(pool['path'], pool['lms']) if v is not None}))
     block = DataBlock(blocks=(ImageBlock(RGBImage), lms, CategoryBlock(vocab=CLASSES)),
                       getters=[_path, _path, _class], n_inp=2, splitter=ColSplitter('is_valid'),
-                      item_tfms=Resize(cfg.img_hw, method='squish'), batch_tfms=Normalize.from_stats(cfg.mean, cfg.std))
+                      item_tfms=_resize(cfg), batch_tfms=Normalize.from_stats(cfg.mean, cfg.std))
     share = 1 + (pool['label'] == 0).mean()  # a batch grows by its share of bona fide images
     bs = max(1, min(round(cfg.batch_size/share), int((~pool['is_valid']).sum())))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
