@@ -23,25 +23,31 @@ __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEM
            'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
-PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base, vit_large=MAEConfig.vit_large)  # --preset
+PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
+               vit_large=MAEConfig.vit_large)  # --preset
 
-def run_config(config=None, # JSON file of config fields (e.g. a run's config.json); None: the preset
+def run_config(config=None, # JSON file of config fields (e.g. a run's config.json); None: preset
                preset:str='tiny', # one of PRESETS, used when `config` is None
                overrides=(), # `key=value` strings applied last
                resume=None, # folder of a run to continue: its saved config
                kind:str|None=None, # the kind of run `resume` must be (pretrain, finetune)
               ) -> MAEConfig:
-    "The run's config: a preset or a JSON file, then `key=value` overrides; or the saved one of a run to resume."
+    ("The run's config: a preset or a JSON file, then `key=value` overrides; or the saved one of "
+     "a run to resume.")
     if resume is not None:
         from ssl_mae.runs import CONFIG, run_state
-        if config or overrides: raise ValueError("--resume continues a run with its saved config: drop the other "
-                                                 "config options and key=value overrides")
+        if config or overrides:
+            raise ValueError("--resume continues a run with its saved config: drop the other "
+                             "config options and key=value overrides")
         if not (f := Path(resume)/CONFIG).is_file():
-            raise FileNotFoundError(f"--resume {resume}: no {CONFIG} there, so it is not a run folder to continue")
+            raise FileNotFoundError(f"--resume {resume}: no {CONFIG} there, "
+                                    "so it is not a run folder to continue")
         if kind and (was := run_state(resume).get('kind', kind)) != kind:
-            raise ValueError(f"--resume {resume} is a {was} run: continue it with `ssl_mae {was} DATA --resume {resume}`")
+            raise ValueError(f"--resume {resume} is a {was} run: continue it with "
+                             f"`ssl_mae {was} DATA --resume {resume}`")
         return MAEConfig.from_json(f)
-    if preset not in PRESETS: raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     return (MAEConfig.from_json(config) if config else PRESETS[preset]()).override(overrides)
 
 # %% ../nbs/09_cli.ipynb #a48a2c0a
@@ -51,120 +57,145 @@ def run_folder(out, # parent folder of new runs
                data, # the data set folder (runs never go inside it)
                resume=None, # folder of a run to continue instead
               ):
-    "The run's folder: the one to resume, else a new `out/<name>-<UTC time>`, removed again if the command fails."
+    ("The run's folder: the one to resume, else a new `out/<name>-<UTC time>`, removed again if "
+     "the command fails.")
     if resume is not None: yield Path(resume); return
     from ssl_mae.runs import new_run_dir, STATE
     run = new_run_dir(out, name, data_roots=[data])
     try: yield run
     except BaseException:
-        if not (run/STATE).exists(): shutil.rmtree(run, ignore_errors=True)  # nothing trained: nothing to keep
+        # nothing trained: nothing to keep
+        if not (run/STATE).exists(): shutil.rmtree(run, ignore_errors=True)
         raise
 
 # %% ../nbs/09_cli.ipynb #106a9d55
 _STYLES = dict(nargs='+', type=str, metavar='STYLE')  # a list option: --styles LMA MorDiff
 
-def cli_synth(root:str, # folder to write (new, empty, or made by `ssl_mae synth` with the same arguments)
+def cli_synth(root:str, # folder to write (new, empty, or from `ssl_mae synth` with the same args)
               n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
               img_size:int=64, # image side in pixels
               styles:Annotated[list, "morph styles (default: all)", _STYLES]=None,
               seed:int=0, # the same seed gives the same files
              ) -> Path:
-    "Write the synthetic MAD benchmark: procedural faces and three morph styles, in the seed layout."
+    ("Write the synthetic MAD benchmark: procedural faces and three morph styles, "
+     "in the SSL_MAE layout.")
     from ssl_mae.synth import make_dataset, SYNTH_STYLES
     from ssl_mae.data import scan_mad
-    root = make_dataset(root, n_subjects=n_subjects, img_size=img_size, styles=styles or SYNTH_STYLES, seed=seed)
+    root = make_dataset(root, n_subjects=n_subjects, img_size=img_size,
+                        styles=styles or SYNTH_STYLES, seed=seed)
     n = scan_mad(root).groupby(['style', 'split']).size()
-    print(f"data: {root} ({n.sum()} images; {', '.join(f'{s} {p}: {k}' for (s, p), k in n.items())})")
+    counts = ', '.join(f'{s} {p}: {k}' for (s, p), k in n.items())
+    print(f"data: {root} ({n.sum()} images; {counts})")
     return root
 
 # %% ../nbs/09_cli.ipynb #5c1a7e3d
-def cli_align(src:str, # folder of photos (seed, style-first or any tree of image folders) or a CSV manifest
+def cli_align(src:str, # photo folder (SSL_MAE, style-first or any folder tree) or a CSV manifest
               dst:str, # new folder for the aligned copies, or one to resume
               size:int=224, # crop side in pixels
-              margin:float=.25, # border around the InsightFace frame on each side, as a share of its side
+              margin:float=.25, # border around the InsightFace frame on each side (share of side)
               detector:str='hog', # face detector: hog (fast) or cnn (finds more faces, ~50x slower)
-              landmarks:str='detect', # detect (dlib) or file (SRC's own landmarks.csv, e.g. a synthetic set)
+              landmarks:str='detect', # detect (dlib) or file (SRC's landmarks.csv: synthetic sets)
               n_workers:int=1, # processes aligning photos (one core each)
              ) -> dict:
-    "Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with landmarks.csv and a report."
+    ("Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with "
+     "landmarks.csv and a report.")
     from ssl_mae.faces import align_dataset
     return align_dataset(src, dst, size=size, margin=margin, detector=detector, landmarks=landmarks,
                          n_workers=n_workers)
 
+# %% ../nbs/09_cli.ipynb #c45ef357
 def data_alignment(cfg:MAEConfig, # the run's config
                    data, # its data set (folder or CSV manifest)
                   ) -> MAEConfig:
-    "`cfg` with `align` set as the data set's faces were aligned (its `aligned.json`), None for raw images."
+    ("`cfg` with `align` set as the data set's faces were aligned (its `aligned.json`), None for "
+     "raw images.")
     from ssl_mae.faces import AlignSettings, read_alignment
     new = read_alignment(data)
     if cfg.align is not None and AlignSettings.from_dict(cfg.align) != new:
+        was = 'not aligned' if new is None else new.to_dict()
         warnings.warn(f"The config's align={cfg.align} is replaced by that of the data in {data} "
-                      f"({'not aligned' if new is None else new.to_dict()}): a detector records its training images")
+                      f"({was}): a detector records its training images")
     return replace(cfg, align=None if new is None else new.to_dict())
 
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def mad_layout(data) -> bool:
-    "Whether `data` is a MAD data set (a layout `scan_mad` reads) rather than a plain folder of images."
+    ("Whether `data` is a MAD data set (a layout `scan_mad` reads) rather than a plain folder of "
+     "images.")
     from ssl_mae.data import detect_layout
     try: detect_layout(Path(data))
     except ValueError: return False
     return True
 
+# %% ../nbs/09_cli.ipynb #771ca92e
 def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder of images
-                    skip_bad:bool=False, # leave out unreadable images instead of stopping at the first
+                    skip_bad:bool=False, # leave out unreadable images, not stop at the first
                     bonafide_only:bool=False, # of a MAD data set, only the bona fide images
                    ):
-    "What pretraining sees: the images outside the test splits of a MAD data set, else all images of the folder."
+    ("What pretraining sees: the images outside the test splits of a MAD data set, else all images "
+     "of the folder.")
     from ssl_mae.data import TEST_SPLITS, scan_mad
     if not mad_layout(data): return data  # a plain folder of unlabelled images
     table = scan_mad(data, skip_bad=skip_bad)
     return table[~table['split'].isin(TEST_SPLITS) & (table['label'].eq(0) | (not bonafide_only))]
 
 # %% ../nbs/09_cli.ipynb #ff99fd2f
-Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]  # argument types shared by the run commands
-Resume = Annotated[str, "continue the interrupted run in this folder (with its saved config)"]
-SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) instead of stopping at the first"]
-Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30", dict(nargs='*', opt=False, type=str)]
-
 class Interrupted(KeyboardInterrupt):
     "Ctrl-C during training, saying where the run stands and how to continue it."
 
+# %% ../nbs/09_cli.ipynb #b35b1475
 @contextmanager
 def resumable(run:Path, # the run folder
               sub:str, # the subcommand (pretrain, finetune)
               data, # the data argument, for the resume command
              ):
-    "Turn Ctrl-C during training into an `Interrupted` naming the last checkpoint and the command that resumes."
+    ("Turn Ctrl-C during training into an `Interrupted` naming the last checkpoint and the command "
+     "that resumes.")
     try: yield
     except KeyboardInterrupt:
         from ssl_mae.runs import run_state
-        if not (n := run_state(run).get('epochs_trained')): raise Interrupted("interrupted before the first epoch ended")
-        raise Interrupted(f"interrupted after {n} trained epochs; the last checkpoint is {run/'last.pth'}: continue "
-                          f"with `ssl_mae {sub} {data} --resume {run}`") from None
+        if not (n := run_state(run).get('epochs_trained')):
+            raise Interrupted("interrupted before the first epoch ended")
+        raise Interrupted(f"interrupted after {n} trained epochs; the last checkpoint is "
+                          f"{run/'last.pth'}: continue with "
+                          f"`ssl_mae {sub} {data} --resume {run}`") from None
+
+# %% ../nbs/09_cli.ipynb #fc2f14b6
+# argument types shared by the run commands
+Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]
+Resume = Annotated[str, "continue the interrupted run in this folder (with its saved config)"]
+SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) instead of stopping "
+                          "at the first"]
+Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30",
+                      dict(nargs='*', opt=False, type=str)]
 
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
-                 bonafide_only:bool=False, # of a MAD data set, only its bona fide images (config bonafide_only)
-                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
+                 bonafide_only:bool=False, # only bona fide images (sets config bonafide_only)
+                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False,
+                 overrides:Overrides=(),
                 ) -> Path:
-    "Pretrain the masked autoencoder on a data set's training images; writes encoder.pth in a new run folder."
+    ("Pretrain the masked autoencoder on a data set's training images; writes encoder.pth in a "
+     "new run folder.")
     from ssl_mae.data import mae_dls
     from ssl_mae.learner import mae_learner, save_encoder
     from ssl_mae.runs import resume_run
-    cfg = run_config(config, preset, [*overrides, *(['bonafide_only=True'] if bonafide_only else [])], resume,
-                     kind='pretrain')
-    cfg = cfg if resume else data_alignment(cfg, data)  # the run records how its images were prepared
-    images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before a run folder is made
+    flags = ['bonafide_only=True'] if bonafide_only else []
+    cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
+    # the run records how its images were prepared
+    cfg = cfg if resume else data_alignment(cfg, data)
+    images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before the run folder
     with run_folder(out, 'pretrain', data, resume) as run, resumable(run, 'pretrain', data):
         learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
-        learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'pretrain') if resume else 0)
+        start = resume_run(learn, 'pretrain') if resume else 0
+        learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
         print(f"encoder: {save_encoder(learn, run/'encoder.pth')}")
     return run
 
 # %% ../nbs/09_cli.ipynb #0218b579
-Pseudo = Annotated[str, "train on pseudo-morphs of the bona fide images: alone (only: no morph data) or with the "
-                        "train style's morphs (mix)", dict(choices=['only', 'mix'])]
+Pseudo = Annotated[str, "train on pseudo-morphs of the bona fide images: alone (only: no morph "
+                        "data) or with the train style's morphs (mix)",
+                   dict(choices=['only', 'mix'])]
 
 def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  out:str='runs', # parent folder of the new run folder
@@ -172,23 +203,30 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  train_style:str=None, # style trained on; default: the config's train_dataset
                  pseudo:Pseudo=None,
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
-                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False, overrides:Overrides=()
+                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False,
+                 overrides:Overrides=(),
                 ) -> Path:
     "Fine-tune a detector on one style's training split; exports export.pkl in a new run folder."
     from ssl_mae.data import scan_mad, mad_dls
     from ssl_mae.learner import load_encoder, mad_learner
     from ssl_mae.pseudo import pseudo_learner
     from ssl_mae.runs import resume_run
-    flags = [*([f'train_dataset={train_style}'] if train_style else []), *([f'pseudo={pseudo}'] if pseudo else [])]
+    flags = [*([f'train_dataset={train_style}'] if train_style else []),
+             *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
-    cfg = cfg if resume else data_alignment(cfg, data)  # the detector records how its images were prepared
-    photos = cfg.pseudo == 'only' and not mad_layout(data)  # a plain folder of bona fide photos will do
-    table = scan_mad(data, skip_bad=skip_bad, photos=photos)  # checked, with the encoder, before a run folder is made
-    enc = load_encoder(encoder, cfg) if encoder and resume is None else None  # resuming loads the checkpoint
+    # the detector records how its images were prepared
+    cfg = cfg if resume else data_alignment(cfg, data)
+    photos = cfg.pseudo == 'only' and not mad_layout(data)  # a folder of bona fide photos will do
+    # checked, with the encoder, before a run folder is made
+    table = scan_mad(data, skip_bad=skip_bad, photos=photos)
+    # resuming loads the checkpoint
+    enc = load_encoder(encoder, cfg) if encoder and resume is None else None
     with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
-        if cfg.pseudo == 'none': learn = mad_learner(mad_dls(table, cfg=cfg), cfg, encoder=enc, path=run)
+        if cfg.pseudo == 'none':
+            learn = mad_learner(mad_dls(table, cfg=cfg), cfg, encoder=enc, path=run)
         else: learn = pseudo_learner(table, cfg, encoder=enc, path=run)
-        learn.fit_one_cycle(cfg.num_epochs, start_epoch=resume_run(learn, 'finetune') if resume else 0)
+        start = resume_run(learn, 'finetune') if resume else 0
+        learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
         write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
     print(f"detector: {run/'export.pkl'}")
     return run
@@ -198,47 +236,57 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
                   table, # the `scan_mad` table of the data set to test on
                   styles=None, # test styles; default: every style of `table`
                  ) -> tuple:
-    "(learner, {style: test table}) of an exported detector under the seed protocol (or on another data set)."
+    ("(learner, {style: test table}) of an exported detector under the SSL_MAE protocol (or on "
+     "another data set).")
     from ssl_mae.data import mad_dls, protocol_tables, test_tables
     from ssl_mae.learner import load_exported
     learn = load_exported(path)
     cfg = replace(learn.cfg, test_datasets=list(styles or table['style'].unique()))
-    if cfg.pseudo == 'only' or cfg.train_dataset not in set(table['style']):  # no validation split of its own
+    # no validation split of its own
+    if cfg.pseudo == 'only' or cfg.train_dataset not in set(table['style']):
         return learn, test_tables(table, cfg.test_datasets)
     train, tests = protocol_tables(table, cfg.train_dataset, cfg)
-    learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split, for `evaluate`'s polarity check
+    learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split: `evaluate`'s polarity check
     return learn, tests
 
+# %% ../nbs/09_cli.ipynb #582f0d1c
 def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                  model:Annotated[list, "detector(s) exported by finetune (RUN/export.pkl)",
-                                 dict(nargs='+', action='extend', type=str, required=True, metavar='PKL')]=None,
+                                 dict(nargs='+', action='extend', type=str, required=True,
+                                      metavar='PKL')]=None,
                  out:str='runs', # parent folder of the new run folder
-                 styles:Annotated[list, "test styles (default: every style of the data)", _STYLES]=None,
-                 fuse:bool=False, # also score each image by the mean of the detectors' scores, as one more detector
+                 styles:Annotated[list, "test styles (default: every style of the data)",
+                                  _STYLES]=None,
+                 fuse:bool=False, # add a detector scoring each image by the detectors' mean score
                  skip_bad:SkipBad=False,
                 ) -> Path:
-    "Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, DET/ROC PNGs."
+    ("Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, "
+     "DET/ROC PNGs.")
     import pandas as pd
     from ssl_mae.data import scan_mad
     from ssl_mae.learner import check_test_styles, evaluate, write_report
     from ssl_mae.metrics import fuse_scores
-    if fuse and len(model) < 2: raise ValueError("--fuse averages the scores of several detectors: pass two or more "
-                                                 "(--model A.pkl --model B.pkl)")
+    if fuse and len(model) < 2:
+        raise ValueError("--fuse averages the scores of several detectors: pass two or more "
+                         "(--model A.pkl --model B.pkl)")
     table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
     trained = [learn.cfg.train_style for learn, _ in dets]
     if len(set(trained)) < len(trained):
-        raise ValueError(f"Several detectors were trained on the same style ({', '.join(trained)}): "
-                         "evaluate them in separate runs")
+        raise ValueError(f"Several detectors were trained on the same style "
+                         f"({', '.join(trained)}): evaluate them in separate runs")
     for _, tests in dets: check_test_styles(pd.concat(tests.values()))  # before anything is scored
     with run_folder(out, 'eval', data) as run:
         sub = lambda style: run if len(dets) == 1 else run/style
-        results = [evaluate(learn, tests, style, out=sub(style)) for (learn, tests), style in zip(dets, trained)]
+        results = [evaluate(learn, tests, style, out=sub(style))
+                   for (learn, tests), style in zip(dets, trained)]
         scores = [s for s, _ in results]
         scores += [fuse_scores(scores)] if fuse else []
-        scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: theirs, joined by '+'
-        report = write_report(scores, run) if len(dets) > 1 else results[0][1]  # one detector: evaluate wrote it
-    pngs = 'det.png, roc.png, scores.png' if len(dets) == 1 else f"DET/ROC/score PNGs in {', '.join(trained)}"
+        scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: A+B
+        # one detector: evaluate wrote it
+        report = write_report(scores, run) if len(dets) > 1 else results[0][1]
+    pngs = ('det.png, roc.png, scores.png' if len(dets) == 1
+            else f"DET/ROC/score PNGs in {', '.join(trained)}")
     print(f"{report.markdown()}\noutputs: {run} (scores.csv, metrics.json, metrics.md; {pngs})")
     return run
 
@@ -247,35 +295,35 @@ def _writable(path:Path) -> Path:
     "`path`, a new file in a writable folder: checked now, before any work is done."
     if path.exists(): raise FileExistsError(f"--out {path} exists: choose a new file name")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"--out {path}: the folder {path.parent} does not exist: make it, or choose another")
+        raise FileNotFoundError(f"--out {path}: the folder {path.parent} does not exist: "
+                                "make it, or choose another")
     write_atomic(probe := path.with_name(f'.{path.name}.probe'), lambda tmp: tmp.write_text(''))
     probe.unlink()
     return path
 
-def cli_predict(images:Annotated[list, "a folder of images, or image files", {**_STYLES, 'metavar': 'IMAGE'}],
-                model:Annotated[str, "detector exported by finetune (RUN/export.pkl)", dict(required=True)]=None,
+def cli_predict(images:Annotated[list, "a folder of images, or image files",
+                                 {**_STYLES, 'metavar': 'IMAGE'}],
+                model:Annotated[str, "detector exported by finetune (RUN/export.pkl)",
+                                dict(required=True)]=None,
                 threshold:float=0.5, # images with score >= threshold are called morphs
                 out:str='predictions.csv', # CSV file to write (must not exist)
                ) -> Path:
-    "Score a folder or a list of images with a detector; writes a CSV of path, score, decision and error."
+    ("Score a folder or a list of images with a detector; writes a CSV of path, score, decision "
+     "and error.")
     from ssl_mae.learner import predict
     out = _writable(Path(out))
     folder = len(images) == 1 and Path(images[0]).is_dir()
     preds = predict(model, images[0] if folder else images, threshold)
     write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False))
     bad = preds[preds['error'] != '']
-    print(f"predictions: {out} ({len(preds) - len(bad)} images scored, {int(preds['decision'].sum())} called "
-          f"morphs at threshold {threshold})")
-    if len(bad): print(f"{len(bad)} images could not be scored:", *(f"  {p}: {e}" for p, e in bad[['path', 'error']]
-                                                                      .itertuples(index=False)), sep='\n')
+    print(f"predictions: {out} ({len(preds) - len(bad)} images scored, "
+          f"{int(preds['decision'].sum())} called morphs at threshold {threshold})")
+    if len(bad):
+        print(f"{len(bad)} images could not be scored:",
+              *(f"  {p}: {e}" for p, e in bad[['path', 'error']].itertuples(index=False)), sep='\n')
     return out
 
 # %% ../nbs/09_cli.ipynb #81442a2e
-DEMO = dict(n_subjects=200, img_size=64, train_style='LMA', pretrain_epochs=25, finetune_epochs=25,
-            overrides=('seed=0',))  # the knobs of `ssl_mae demo` (≤ 5 min on 2 cores); `overrides`: every run
-QUICK = dict(n_subjects=16, img_size=32, pretrain_epochs=1, finetune_epochs=1,
-             overrides=('seed=0', 'patch_size=8', 'batch_size=16'))  # `ssl_mae demo --quick`: a smoke test
-
 def side_by_side(reports:dict, # {name: metrics table} (`StyleReport.table` or metrics.json)
                  metrics=('d_eer', 'bpcer_at_apcer_10'), # columns to compare
                 ):
@@ -286,58 +334,79 @@ def side_by_side(reports:dict, # {name: metrics table} (`StyleReport.table` or m
     t.columns = [f'{m} {k}' for m, k in t.columns]
     return t.reset_index()
 
+# %% ../nbs/09_cli.ipynb #7161bed1
+# the knobs of `ssl_mae demo` (≤ 5 min on 2 cores); `overrides`: every run
+DEMO = dict(n_subjects=200, img_size=64, train_style='LMA', pretrain_epochs=25, finetune_epochs=25,
+            overrides=('seed=0',))
+# `ssl_mae demo --quick`: a smoke test
+QUICK = dict(n_subjects=16, img_size=32, pretrain_epochs=1, finetune_epochs=1,
+             overrides=('seed=0', 'patch_size=8', 'batch_size=16'))
+
 def run_demo(out='runs', # parent folder of the data set and the demo's run folder
              **knobs, # changes to DEMO
             ) -> Path:
-    "Synthetic data, MAE pretraining on bona fide faces, then detectors on one style's morphs and on pseudo-morphs."
+    ("Synthetic data, MAE pretraining on bona fide faces, then detectors on one style's morphs and "
+     "on pseudo-morphs.")
     import pandas as pd
     from ssl_mae.metrics import StyleReport, md_table
     from ssl_mae.runs import new_run_dir
     k = {**DEMO, **knobs}
-    data = cli_synth(Path(out)/f"synth-{k['n_subjects']}x{k['img_size']}", k['n_subjects'], k['img_size'])
+    data = cli_synth(Path(out)/f"synth-{k['n_subjects']}x{k['img_size']}", k['n_subjects'],
+                     k['img_size'])
     run = new_run_dir(out, 'demo', data_roots=[data])
     ov = [f"img_size={k['img_size']}", *k['overrides']]
-    pre = cli_pretrain(data, out=run, bonafide_only=True, overrides=[*ov, f"num_epochs={k['pretrain_epochs']}"])
+    pre = cli_pretrain(data, out=run, bonafide_only=True,
+                       overrides=[*ov, f"num_epochs={k['pretrain_epochs']}"])
     ft_ov = [*ov, f"num_epochs={k['finetune_epochs']}"]
-    fts = [cli_finetune(data, run, pre/'encoder.pth', k['train_style'], pseudo, pre/'config.json', overrides=ft_ov)
+    fts = [cli_finetune(data, run, pre/'encoder.pth', k['train_style'], pseudo, pre/'config.json',
+                        overrides=ft_ov)
            for pseudo in (None, 'only')]
     ev = cli_evaluate(data, [f/'export.pkl' for f in fts], out=run)
     report = StyleReport(pd.read_json(ev/'metrics.json'))
     table = side_by_side(dict(list(report.table.groupby('train_style', sort=False))))
     md = md_table(table, pct=table.columns[1:]) + ''.join(
-        f"\n\nUnseen by {r.train_style} ({r.unseen_styles}): D-EER mean {100 * r.mean_d_eer:.2f} %, "
+        f"\n\nUnseen by {r.train_style} ({r.unseen_styles}): "
+        f"D-EER mean {100 * r.mean_d_eer:.2f} %, "
         f"worst {100 * r.worst_d_eer:.2f} %" for r in report.unseen().itertuples())
     write_atomic(run/'demo.md', lambda tmp: tmp.write_text(md + '\n'))
     recon = sorted(pre.glob('recon_epoch*.png'))[-1]
-    print(f"\nOne MAE pretrained on bona fide images; detectors fine-tuned on {k['train_style']} morphs and on "
-          f"pseudo-morphs alone (P2), tested on P1 of every style; rates in %:\n\n{md}\n\n"
+    print(f"\nOne MAE pretrained on bona fide images; detectors fine-tuned on {k['train_style']} "
+          f"morphs and on pseudo-morphs alone (P2), tested on P1 of every style; "
+          f"rates in %:\n\n{md}\n\n"
           f"data: {data}\nreconstructions: {recon}\n"
-          f"DET curves: {', '.join(str(ev/t/'det.png') for t in report.train_styles)}\ntable: {run/'demo.md'}")
+          f"DET curves: {', '.join(str(ev/t/'det.png') for t in report.train_styles)}\n"
+          f"table: {run/'demo.md'}")
     return run
 
+# %% ../nbs/09_cli.ipynb #041d93b1
 def cli_demo(out:str='runs', # parent folder of the data set and the demo's run folder
-             quick:bool=False, # tiny settings (a smoke test of the whole job in well under a minute)
+             quick:bool=False, # tiny settings: a smoke test of the whole job in well under a minute
             ) -> Path:
-    "The main job on synthetic data: MAE on bona fide faces, a detector on one style's morphs and one on pseudo-morphs."
+    ("The main job on synthetic data: MAE on bona fide faces, a detector on one style's morphs and "
+     "one on pseudo-morphs.")
     return run_demo(out, **(QUICK if quick else {}))
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
-COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune, cli_evaluate,
-                                         cli_predict, cli_demo)}  # subcommand -> function
-USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError, ImportError)  # one line, exit code 2
+COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune,
+                                         cli_evaluate, cli_predict, cli_demo)}  # name -> function
+# one line, exit code 2
+USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError, ImportError)
 
 def usage() -> str:
     "The top-level help: one line per subcommand."
     w = max(map(len, COMMANDS))
     return ("usage: ssl_mae <subcommand> [options] [key=value ...]\n\n"
             + '\n'.join(f"  {k:<{w}}  {f.__doc__}" for k, f in COMMANDS.items())
-            + "\n\n`ssl_mae <subcommand> --help` lists its options; key=value words override config fields."
+            + "\n\n`ssl_mae <subcommand> --help` lists its options; "
+              "key=value words override config fields."
             + "\nErrors print one line; SSL_MAE_TRACEBACK=1 shows the traceback as well.")
 
+# %% ../nbs/09_cli.ipynb #1ead2a84
 def parse(sub:str, # subcommand name
           words:list, # the words after it
          ) -> dict:
-    "Keyword arguments of `COMMANDS[sub]` from command-line words; `CliError` (one line) for bad words."
+    ("Keyword arguments of `COMMANDS[sub]` from command-line words; `CliError` (one line) for bad "
+     "words.")
     p = anno_parser(COMMANDS[sub], prog=f'ssl_mae {sub}')
     def error(msg): raise CliError(f"{msg} (see ssl_mae {sub} --help)")
     p.error = error
@@ -346,17 +415,21 @@ def parse(sub:str, # subcommand name
     return kw
 
 # %% ../nbs/09_cli.ipynb #6e93f489
-_FASTAI_NOTE = re.compile(r"Exception occured in `\w+` when calling event `\w+`:\s*")  # fastai's prefix
+# fastai's prefix
+_FASTAI_NOTE = re.compile(r"Exception occured in `\w+` when calling event `\w+`:\s*")
 
 def one_line(e) -> str:
-    "The message of error `e` on one line: an OS error's reason and file, without fastai's note of the callback."
+    ("The message of error `e` on one line: an OS error's reason and file, without fastai's note "
+     "of the callback.")
     if isinstance(e, OSError) and e.strerror and e.filename: msg = f"{e.strerror}: {e.filename}"
     else: msg = _FASTAI_NOTE.sub('', str(e)) or type(e).__name__
     return ' '.join(msg.split())
 
+# %% ../nbs/09_cli.ipynb #a9981661
 def _fail(prog:str, e, code:int=2) -> int:
     "Print the one-line error of `prog` to stderr; return the exit `code`."
-    if os.environ.get('SSL_MAE_TRACEBACK') and isinstance(e, BaseException): traceback.print_exception(e)
+    if os.environ.get('SSL_MAE_TRACEBACK') and isinstance(e, BaseException):
+        traceback.print_exception(e)
     print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
     return code
 
@@ -377,4 +450,5 @@ def main(argv:list|None=None, # words after `ssl_mae`; default: sys.argv[1:]
     return 0
 
 # %% ../nbs/09_cli.ipynb #d02eaa7e
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # a script run, not a notebook
+# a script run, not a notebook
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
