@@ -22,8 +22,9 @@ from fastai.vision.data import ImageBlock
 from fastai.torch_core import TensorImage, TensorCategory, set_seed
 from .config import MAEConfig
 from .synth import read_landmarks
-from .data import (CLASSES, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb, split_by_subject,
-                          train_table, _class, _path, _resize)  # the getters and resize `mad_dls` uses
+from .data import (CLASSES, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb,
+                          split_by_subject, train_table,
+                          _class, _path, _resize)  # the getters and resize `mad_dls` uses
 from .callbacks import JointMAE
 from .learner import mad_learner
 
@@ -35,7 +36,9 @@ __all__ = ['HULLS', 'KINDS', 'MODES', 'show_rows', 'face_masks', 'gauss_blur', '
 
 # %% ../nbs/08a_pseudo.ipynb #c5590144
 def _uniform(g, n, lo, hi): return lo + (hi - lo)*torch.rand(n, generator=g)
-def _choice(g, n, values): return torch.as_tensor(values, dtype=torch.float32)[torch.randint(len(values), (n,), generator=g)]
+def _choice(g, n, values):
+    i = torch.randint(len(values), (n,), generator=g)
+    return torch.as_tensor(values, dtype=torch.float32)[i]
 def _coin(g, n, p): return torch.rand(n, generator=g) < p
 def _b(v): return v[:, None, None, None]  # per-image values (B,) over (B, C, H, W)
 
@@ -47,9 +50,12 @@ def show_rows(rows:dict, # {row title: (B, C, H, W) tensor in [0, 1], C = 3 or 1
     fig, axs = plt.subplots(len(rows), n, figsize=(1.6*n, 1.7*len(rows)), squeeze=False)
     for i, (title, t) in enumerate(rows.items()):
         for j in range(n):
-            ax, im = axs[i, j], t[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() if j < len(t) else None
+            ax = axs[i, j]
+            im = (t[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() if j < len(t)
+                  else None)
             ax.set_axis_off()
-            if im is not None: ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray', vmin=0, vmax=1)
+            if im is not None:
+                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray', vmin=0, vmax=1)
         axs[i, 0].set_title(title, fontsize=9, loc='left')
     fig.tight_layout()
     if save: fig.savefig(save, dpi=100)
@@ -64,24 +70,30 @@ def face_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels (x, y); a row 
               ) -> torch.Tensor:
     "Binary (B, 1, H, W) face masks: a landmark hull, or an ellipse where landmarks are unknown."
     (H, W), B = size, len(lms)
-    out, kind = np.zeros((B, H, W), np.float32), torch.randint(len(HULLS), (B,), generator=g).tolist()
+    out = np.zeros((B, H, W), np.float32)
+    kind = torch.randint(len(HULLS), (B,), generator=g).tolist()
     lift, jit = _uniform(g, B, .02, .1).tolist(), (torch.rand(B, 4, generator=g) - .5).tolist()
     for i, lm in enumerate(lms.cpu().numpy()):
         if not np.isfinite(lm).all():
-            c, ax = (W*(.5 + .05*jit[i][0]), H*(.55 + .05*jit[i][1])), (W*(.28 + .06*jit[i][2]), H*(.36 + .06*jit[i][3]))
-            cv2.ellipse(out[i], np.round(np.array(c)*16).astype(int).tolist(), np.round(np.array(ax)*16).astype(int).tolist(),
+            c = (W*(.5 + .05*jit[i][0]), H*(.55 + .05*jit[i][1]))
+            ax = (W*(.28 + .06*jit[i][2]), H*(.36 + .06*jit[i][3]))
+            cv2.ellipse(out[i], np.round(np.array(c)*16).astype(int).tolist(),
+                        np.round(np.array(ax)*16).astype(int).tolist(),
                         0, 0, 360, 1., -1, cv2.LINE_AA, shift=4)
             continue
-        pts = {'face': np.r_[lm[:17], lm[17:27]], 'face+forehead': np.r_[lm[:17], lm[17:27] - [0, lift[i]*H]],
+        pts = {'face': np.r_[lm[:17], lm[17:27]],
+               'face+forehead': np.r_[lm[:17], lm[17:27] - [0, lift[i]*H]],
                'inner': lm[17:68]}[HULLS[kind[i]]]
-        cv2.fillConvexPoly(out[i], cv2.convexHull(np.round(pts*16).astype(np.int32)), 1., cv2.LINE_AA, shift=4)
+        hull = cv2.convexHull(np.round(pts*16).astype(np.int32))
+        cv2.fillConvexPoly(out[i], hull, 1., cv2.LINE_AA, shift=4)
     return torch.from_numpy(out)[:, None]
 
 # %% ../nbs/08a_pseudo.ipynb #cf482075
 def gauss_blur(x:torch.Tensor, # (B, C, H, W) images
                sigma:torch.Tensor, # (B,) Gaussian std of each image, in pixels
               ) -> torch.Tensor:
-    "Each image blurred with its own Gaussian (separable, reflected borders), all in two grouped convolutions."
+    ("Each image blurred with its own Gaussian (separable, reflected borders), all in two grouped "
+     "convolutions.")
     B, C, H, W = x.shape
     r = max(1, min(int(math.ceil(3*float(sigma.max()))), min(H, W)//2 - 1))
     t = torch.arange(-r, r + 1, dtype=x.dtype)
@@ -93,8 +105,10 @@ def gauss_blur(x:torch.Tensor, # (B, C, H, W) images
 
 # %% ../nbs/08a_pseudo.ipynb #8a7b358c
 def _flow_grid(B, H, W, amp, g):
-    "A sampling grid: the identity plus a smooth random displacement of up to `amp` (a fraction of the size)."
-    flow = F.interpolate((torch.rand(B, 2, 4, 4, generator=g)*2 - 1)*2*amp, (H, W), mode='bicubic', align_corners=False)
+    ("A sampling grid: the identity plus a smooth random displacement of up to `amp` (a fraction "
+     "of the size).")
+    flow = F.interpolate((torch.rand(B, 2, 4, 4, generator=g)*2 - 1)*2*amp, (H, W), mode='bicubic',
+                         align_corners=False)
     eye = F.affine_grid(torch.eye(2, 3).expand(B, 2, 3), [B, 1, H, W], align_corners=False)
     return eye + flow.permute(0, 2, 3, 1)
 
@@ -104,21 +118,23 @@ def soft_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels; NaN where unk
                elastic:float=.03, # largest elastic displacement, a fraction of the size
                blur:tuple=(.005, .05), # range of the blur std, a fraction of the width
               ) -> torch.Tensor:
-    "Blend weights (B, 1, H, W) in [0, 1], maximum 1: face masks deformed, eroded and blurred (SBI's recipe)."
+    ("Blend weights (B, 1, H, W) in [0, 1], maximum 1: face masks deformed, eroded and blurred "
+     "(SBI's recipe).")
     (H, W), B = size, len(lms)
     h, w = H//2, W//2
     m = face_masks((lms + .5)/2 - .5, (h, w), g)
     m = F.grid_sample(m, _flow_grid(B, h, w, elastic, g), align_corners=False)
     m = gauss_blur(m, _uniform(g, B, blur[0], blur[1]/2)*w)
     m = (m >= .99*_b(m.flatten(1).amax(1))).float()  # the fully covered core
-    m = F.interpolate(gauss_blur(m, _uniform(g, B, *blur)*w), (H, W), mode='bilinear', align_corners=False)
+    m = F.interpolate(gauss_blur(m, _uniform(g, B, *blur)*w), (H, W), mode='bilinear',
+                      align_corners=False)
     return m/_b(m.flatten(1).amax(1).clamp_min(1e-6))
 
 # %% ../nbs/08a_pseudo.ipynb #814cef3e
 def move(x:torch.Tensor, # (B, C, H, W) images
          zoom:torch.Tensor, # (B,) zoom factors (> 1 enlarges)
          shift:torch.Tensor, # (B, 2) shifts (x, y), fractions of the size
-         centre:torch.Tensor|None=None, # (B, 2) fixed points of the zoom in [-1, 1] (None: the centre)
+         centre:torch.Tensor|None=None, # (B, 2) fixed points of the zoom in [-1, 1], None: centre
         ) -> torch.Tensor:
     "Each image zoomed by `zoom` about `centre`, then shifted by `shift`."
     B = len(x)
@@ -129,9 +145,11 @@ def move(x:torch.Tensor, # (B, C, H, W) images
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode='reflection', align_corners=False)
 
+# %% ../nbs/08a_pseudo.ipynb #56219948
 def colour_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
                   g:torch.Generator,
-                  rgb:float=20/255, sat:float=.1, contrast:float=.1, bright:float=.1, # largest changes (±)
+                  # largest changes (±)
+                  rgb:float=20/255, sat:float=.1, contrast:float=.1, bright:float=.1,
                  ) -> torch.Tensor:
     "SBI's colour change of each image: RGB shift, saturation, contrast, brightness."
     B = len(x)
@@ -144,23 +162,28 @@ def colour_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
 
 # %% ../nbs/08a_pseudo.ipynb #5dba5597
 def quality_change(x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
-    "SBI's quality change of each image: down-and-up scaling (1/4 to 1/2, one factor per call) or sharpening."
+    ("SBI's quality change of each image: down-and-up scaling (1/4 to 1/2, one factor per call) or "
+     "sharpening.")
     B, _, H, W = x.shape
     f = float(_uniform(g, 1, .25, .5))
-    down = F.interpolate(F.interpolate(x, scale_factor=f, mode='area'), (H, W), mode='bilinear', align_corners=False)
+    down = F.interpolate(F.interpolate(x, scale_factor=f, mode='area'), (H, W), mode='bilinear',
+                         align_corners=False)
     sharp = x + _b(_uniform(g, B, .2, .5))*(x - gauss_blur(x, torch.ones(B)))
     return torch.where(_b(_coin(g, B, .5)), down, sharp)
 
+# %% ../nbs/08a_pseudo.ipynb #f08a3d3d
 def self_blend(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN where unknown
                g:torch.Generator,
                cfg:MAEConfig, # pseudo_blend_ratios, pseudo_quality_p
               ) -> tuple:
-    "(self-blends, blend weights (B, 1, H, W)): a recoloured, moved copy pasted into the image through a soft mask."
+    ("(self-blends, blend weights (B, 1, H, W)): a recoloured, moved copy pasted into the image "
+     "through a soft mask.")
     B, _, H, W = x.shape
     changed = colour_change(x, g)
     if cfg.pseudo_quality_p > 0:
-        changed = torch.where(_b(_coin(g, B, cfg.pseudo_quality_p)), quality_change(changed, g), changed)
+        use = _b(_coin(g, B, cfg.pseudo_quality_p))
+        changed = torch.where(use, quality_change(changed, g), changed)
     on_copy = _b(_coin(g, B, .5))
     src, dst = torch.where(on_copy, changed, x), torch.where(on_copy, x, changed)
     src = move(src, _uniform(g, B, .95, 1.05), (torch.rand(B, 2, generator=g)*2 - 1)*.03)
@@ -169,7 +192,8 @@ def self_blend(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
 
 # %% ../nbs/08a_pseudo.ipynb #ac9063e3
 def _centres(lms, H, W):
-    "Nose tips (landmark 30) in `grid_sample` coordinates; the image centre where landmarks are unknown."
+    ("Nose tips (landmark 30) in `grid_sample` coordinates; the image centre where landmarks are "
+     "unknown.")
     c = (lms[:, 30] + .5)/torch.tensor([W, H])*2 - 1
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
@@ -178,9 +202,11 @@ def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                g:torch.Generator,
                cfg:MAEConfig, # pseudo_zoom, pseudo_morph_weights, pseudo_face_p
               ) -> tuple:
-    "(self-morphs, blend weights (B, 1, H, W)): the image cross-dissolved with a zoomed copy of itself."
+    ("(self-morphs, blend weights (B, 1, H, W)): the image cross-dissolved with a zoomed copy of "
+     "itself.")
     B, _, H, W = x.shape
-    z = move(x, _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01, _centres(lms, H, W))
+    z = move(x, _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01,
+             _centres(lms, H, W))
     w = torch.ones(B, 1, H, W)
     if (face := _coin(g, B, cfg.pseudo_face_p)).any(): w[face] = soft_masks(lms[face], (H, W), g)
     w = w*_b(_choice(g, B, cfg.pseudo_morph_weights))
@@ -190,13 +216,16 @@ def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
 def _blur3(x):
     "Each channel blurred by the 3x3 binomial kernel (replicated borders)."
     k = torch.tensor([1., 2., 1.])/4
-    return F.conv2d(F.pad(x, (1,)*4, mode='replicate'), (k[:, None]*k).expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
+    return F.conv2d(F.pad(x, (1,)*4, mode='replicate'), (k[:, None]*k).expand(x.shape[1], 1, 3, 3),
+                    groups=x.shape[1])
 
 def hf_var(x:torch.Tensor, k:int=7) -> torch.Tensor:
-    "Local variance (B, 1, H, W) of the high-pass residual x - blur3(x): mean over channels and a k x k window."
+    ("Local variance (B, 1, H, W) of the high-pass residual x - blur3(x): mean over channels and a "
+     "k x k window.")
     r = (x - _blur3(x)).square().mean(1, keepdim=True)
     return F.avg_pool2d(F.pad(r, (k//2,)*4, mode='replicate'), k, 1)
 
+# %% ../nbs/08a_pseudo.ipynb #fa652a91
 def match_noise(fake:torch.Tensor, # (B, C, H, W) pseudo-morphs
                 orig:torch.Tensor, # (B, C, H, W) the images they were made from
                 g:torch.Generator,
@@ -205,7 +234,8 @@ def match_noise(fake:torch.Tensor, # (B, C, H, W) pseudo-morphs
     "`fake` plus white noise where it lost high-frequency variance against `orig`."
     vo = hf_var(orig)
     lost = torch.minimum((vo - hf_var(fake)).clamp_min(0), cap*_b(vo.flatten(1).median(1).values))
-    return fake + torch.randn(fake.shape, generator=g)*(lost/.64).sqrt()  # .64: the residual's gain on white noise
+    # .64: the residual's gain on white noise
+    return fake + torch.randn(fake.shape, generator=g)*(lost/.64).sqrt()
 
 # %% ../nbs/08a_pseudo.ipynb #1b987bd0
 def spectral_artefact(x:torch.Tensor, # (B, C, H, W) images
@@ -220,17 +250,21 @@ def spectral_artefact(x:torch.Tensor, # (B, C, H, W) images
     high = ((fy**2 + fx**2).sqrt() > .25).float()
     return torch.fft.irfft2(X*(1 + amp*(pat - .5)*high), s=(H, W))
 
+# %% ../nbs/08a_pseudo.ipynb #f61dd1be
 def jpeg(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
          g:torch.Generator,
          p:float=.5, # share of the images compressed
          quality:tuple=(40, 100), # range of the JPEG quality
         ) -> torch.Tensor:
-    "Each image JPEG-compressed and decoded with probability `p`, at a quality drawn from `quality`."
+    ("Each image JPEG-compressed and decoded with probability `p`, at a quality drawn from "
+     "`quality`.")
     out, q = x.clone(), torch.randint(quality[0], quality[1] + 1, (len(x),), generator=g).tolist()
     for i in torch.nonzero(_coin(g, len(x), p)).flatten().tolist():
         u8 = (x[i].permute(1, 2, 0)*255 + .5).clamp(0, 255).byte().cpu().numpy()
-        buf = cv2.imencode('.jpg', np.ascontiguousarray(u8[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q[i]])[1]
-        out[i] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()).permute(2, 0, 1).to(x)/255
+        buf = cv2.imencode('.jpg', np.ascontiguousarray(u8[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, q[i]])[1]
+        rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+        out[i] = torch.from_numpy(rgb).permute(2, 0, 1).to(x)/255
     return out
 
 # %% ../nbs/08a_pseudo.ipynb #13ea17f3
@@ -241,40 +275,49 @@ def pseudo_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                  g:torch.Generator, # the source of every random draw
                  cfg:MAEConfig, # the pseudo_* knobs
                 ) -> tuple:
-    "(pseudo-morphs (B, 3, H, W) in [0, 1], blend weights (B, 1, H, W), kinds (B,) indexing `KINDS`)."
+    ("(pseudo-morphs (B, 3, H, W) in [0, 1], blend weights (B, 1, H, W), kinds (B,) indexing "
+     "`KINDS`).")
     B = len(x)
     kind = (~_coin(g, B, cfg.pseudo_blend_p)).long()
     out, w = torch.empty_like(x), torch.empty_like(x[:, :1])
     for k, make in enumerate((self_blend, self_morph)):
         if (sel := kind == k).any(): out[sel], w[sel] = make(x[sel], lms[sel], g, cfg)
     if cfg.pseudo_noise_match: out = match_noise(out, x, g).clamp(0, 1)
-    if (sp := _coin(g, B, cfg.pseudo_spectral_p)).any(): out[sp] = spectral_artefact(out[sp], g).clamp(0, 1)
+    if (sp := _coin(g, B, cfg.pseudo_spectral_p)).any():
+        out[sp] = spectral_artefact(out[sp], g).clamp(0, 1)
     return out, w, kind
 
 # %% ../nbs/08a_pseudo.ipynb #b61428a6
 def trivial_features(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
                     ) -> dict:
-    "Per image: Laplacian variance, JPEG blockiness, mean R, G, B, and the share of spectral energy above 1/4 cycle/px."
+    ("Per image: Laplacian variance, JPEG blockiness, mean R, G, B, and the share of spectral "
+     "energy above 1/4 cycle/px.")
     grey = x.mean(1)
-    lap = 4*grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
+    lap = (4*grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2]
+           - grey[:, 1:-1, 2:])
     dx, H, W = (grey[:, :, 1:] - grey[:, :, :-1]).abs(), *grey.shape[1:]
     border = torch.arange(W - 1) % 8 == 7
     power = torch.fft.rfft2(grey - grey.mean((1, 2), keepdim=True)).abs()**2
     high = (torch.fft.fftfreq(H)[:, None]**2 + torch.fft.rfftfreq(W)[None]**2).sqrt() > .25
     return dict(laplacian_var=lap.flatten(1).var(1),
-                jpeg_blockiness=dx[..., border].mean((1, 2))/dx[..., ~border].mean((1, 2)).clamp_min(1e-8),
-                mean_r=x[:, 0].mean((1, 2)), mean_g=x[:, 1].mean((1, 2)), mean_b=x[:, 2].mean((1, 2)),
+                jpeg_blockiness=(dx[..., border].mean((1, 2))
+                                 /dx[..., ~border].mean((1, 2)).clamp_min(1e-8)),
+                mean_r=x[:, 0].mean((1, 2)), mean_g=x[:, 1].mean((1, 2)),
+                mean_b=x[:, 2].mean((1, 2)),
                 high_freq_energy=(power*high).sum((1, 2))/power.sum((1, 2)).clamp_min(1e-12))
 
+# %% ../nbs/08a_pseudo.ipynb #aad06acd
 def shortcut_audit(bona:torch.Tensor, # (B, 3, H, W) bona fide images
                    fakes:torch.Tensor, # (B, 3, H, W) pseudo-morphs made from them
                   ) -> dict:
-    "{feature: AUC of the feature scoring pseudo-morphs above bona fide images} (0.5: no information)."
+    ("{feature: AUC of the feature scoring pseudo-morphs above bona fide images} (0.5: no "
+     "information).")
     fb, ff = trivial_features(bona), trivial_features(fakes)
     return {k: float(mannwhitneyu(ff[k], fb[k]).statistic/(len(bona)*len(fakes))) for k in fb}
 
 # %% ../nbs/08a_pseudo.ipynb #31c2add6
-MODES = ('only', 'mix')  # pseudo-morph training: bona fide images only, or the train style's real morphs as well
+# pseudo-morph training: bona fide images only, or the train style's real morphs as well
+MODES = ('only', 'mix')
 
 def _unit_landmarks(lms:dict, path) -> np.ndarray|None:
     "The landmarks of the image at `path` in units of its width and height, or None when unknown."
@@ -283,7 +326,8 @@ def _unit_landmarks(lms:dict, path) -> np.ndarray|None:
     return ((v + .5)/size).astype(np.float32)
 
 def _landmarks(table:pd.DataFrame, landmarks) -> dict:
-    "{absolute path: landmarks} from a dict, a data set folder, or (None) the folder `table` was scanned from."
+    ("{absolute path: landmarks} from a dict, a data set folder, or (None) the folder `table` was "
+     "scanned from.")
     if isinstance(landmarks, dict): return landmarks
     root = landmarks or table.attrs.get('root')
     if root is None: return {}
@@ -292,28 +336,33 @@ def _landmarks(table:pd.DataFrame, landmarks) -> dict:
 
 def pseudo_pool(table:pd.DataFrame, # a scan_mad table
                 cfg:MAEConfig, # train_dataset, train_val_pct, seed
-                mode:str='only', # 'only' (bona fide images alone) or 'mix' (plus the train style's morphs)
-                landmarks=None, # {path: (68, 2)}, a folder with landmarks.csv, or None: the table's own folder
+                mode:str='only', # 'only' (bona fide images alone), 'mix' (+ train style's morphs)
+                landmarks=None, # {path: (68, 2)}, a folder with landmarks.csv, or None: the table's
                ) -> pd.DataFrame:
-    "The training images with `is_valid` (held-out subjects) and `lms` (landmarks in units of the image size)."
+    ("The training images with `is_valid` (held-out subjects) and `lms` (landmarks in units of the "
+     "image size).")
     if mode not in MODES: raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
     if mode == 'mix': pool = train_table(table, cfg.train_dataset, cfg)
     else:
-        rows = table[(table['label'] == 0) & table['split'].isin((*TRAIN_SPLITS, ''))].drop_duplicates('path')
-        if rows.empty: raise ValueError(f"No bona fide images in the training splits ({' or '.join(TRAIN_SPLITS)}): "
-                                        "pseudo-morph training needs some")
+        rows = table[(table['label'] == 0) & table['split'].isin((*TRAIN_SPLITS, ''))]
+        rows = rows.drop_duplicates('path')
+        if rows.empty:
+            raise ValueError(f"No bona fide images in the training splits "
+                             f"({' or '.join(TRAIN_SPLITS)}): pseudo-morph training needs some")
         pool = split_by_subject(rows, cfg.train_val_pct, cfg.seed, labels=(0,))
     lms = _landmarks(table, landmarks)
     return pool.assign(lms=[_unit_landmarks(lms, p) for p in pool['path']]).reset_index(drop=True)
 
 # %% ../nbs/08a_pseudo.ipynb #e8095288
 class Landmarks(Transform):
-    "An image's landmarks (68, 2) in units of its size, looked up by path; NaN for an image without them."
+    ("An image's landmarks (68, 2) in units of its size, looked up by path; NaN for an image "
+     "without them.")
     def __init__(self, lms:dict): self.lms = lms  # {path: (68, 2) array}
     def encodes(self, path):
         v = self.lms.get(str(path))
         return torch.from_numpy(v) if v is not None else torch.full((68, 2), float('nan'))
 
+# %% ../nbs/08a_pseudo.ipynb #3c9ddea2
 def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
                cfg:MAEConfig, # img_size, batch_size, normalisation, split, train_dataset
                mode:str='only', # 'only' or 'mix' (see `pseudo_pool`)
@@ -321,8 +370,10 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
                num_workers:int=0, # DataLoader worker processes
               ):
     "fastai DataLoaders of (image, landmarks, label) for `PseudoMorph` training."
-    pool = table if {'is_valid', 'lms'} <= set(table.columns) else pseudo_pool(table, cfg, mode, landmarks)
-    lms = TransformBlock(type_tfms=Landmarks({p: v for p, v in zip(pool['path'], pool['lms']) if v is not None}))
+    pooled = {'is_valid', 'lms'} <= set(table.columns)
+    pool = table if pooled else pseudo_pool(table, cfg, mode, landmarks)
+    known = {p: v for p, v in zip(pool['path'], pool['lms']) if v is not None}
+    lms = TransformBlock(type_tfms=Landmarks(known))
     block = DataBlock(blocks=(ImageBlock(RGBImage), lms, CategoryBlock(vocab=CLASSES)),
                       getters=[_path, _path, _class], n_inp=2, splitter=ColSplitter('is_valid'),
                       item_tfms=_resize(cfg), batch_tfms=Normalize.from_stats(cfg.mean, cfg.std))
@@ -333,7 +384,8 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
 
 # %% ../nbs/08a_pseudo.ipynb #7eb1de3d
 class PseudoMorph(Callback):
-    "Append a pseudo-morph (label 1) of each bona fide image to every training and validation batch."
+    ("Append a pseudo-morph (label 1) of each bona fide image to every training and validation "
+     "batch.")
     order = JointMAE.order - 1  # pairs the batch before JointMAE adds its flag to `xb`
     def __init__(self, cfg:MAEConfig): self.cfg = cfg  # the seed and the pseudo_* knobs
     def before_fit(self): self.gen = torch.Generator().manual_seed(self.cfg.seed)
@@ -341,7 +393,8 @@ class PseudoMorph(Callback):
 
     @property
     def valid_data(self) -> bool:
-        "Whether the current loader serves the validation set (also through the copies `get_preds` makes)."
+        ("Whether the current loader serves the validation set (also through the copies "
+         "`get_preds` makes).")
         return getattr(self.learn.dl, 'dataset', None) is self.dls.valid_ds
 
     def before_batch(self):
@@ -349,16 +402,19 @@ class PseudoMorph(Callback):
         x, lms = self.xb[:2]
         if not (self.training or self.valid_data): self.learn.xb = (x,); return
         seeded = torch.Generator().manual_seed(self.cfg.seed + 1 + self.iter)
-        self.learn.xb, self.learn.yb = self.pairs(x, lms, self.yb[0], self.gen if self.training else seeded)
+        g = self.gen if self.training else seeded
+        self.learn.xb, self.learn.yb = self.pairs(x, lms, self.yb[0], g)
 
     def pairs(self, x, lms, y, g:torch.Generator) -> tuple:
-        "((images,), (labels,)): the batch, then pseudo-morphs of its bona fide images; shared JPEG on all."
+        ("((images,), (labels,)): the batch, then pseudo-morphs of its bona fide images; shared "
+         "JPEG on all.")
         c, dev = self.cfg, x.device
         mean, std = (torch.tensor(v, device=dev)[:, None, None] for v in (c.mean, c.std))
         x01 = (x.as_subclass(torch.Tensor)*std + mean).clamp(0, 1).cpu()
         y, (H, W) = y.as_subclass(torch.Tensor).cpu(), x.shape[-2:]
         bona = y == 0
-        fakes = pseudo_morph(x01[bona], lms.as_subclass(torch.Tensor).cpu()[bona]*torch.tensor([W, H]) - .5, g, c)[0]
+        lms_px = lms.as_subclass(torch.Tensor).cpu()[bona]*torch.tensor([W, H]) - .5
+        fakes = pseudo_morph(x01[bona], lms_px, g, c)[0]
         xx = jpeg(torch.cat([x01, fakes]), g, c.pseudo_jpeg_p, c.pseudo_jpeg_quality).to(dev)
         yy = torch.cat([y, torch.ones(len(fakes), dtype=y.dtype)]).to(dev)
         return (TensorImage((xx - mean)/std),), (TensorCategory(yy),)
@@ -368,12 +424,14 @@ class PseudoMorph(Callback):
         x, lms, y = self.dls.valid.one_batch()
         (xx,), (yy,) = self.pairs(x, lms, y, torch.Generator().manual_seed(self.cfg.seed + 1))
         c = self.cfg
-        img = xx.as_subclass(torch.Tensor).cpu()*torch.tensor(c.std)[:, None, None] + torch.tensor(c.mean)[:, None, None]
-        return show_rows({'bona fide (label 0)': img[yy == 0][:n], 'pseudo-morph (label 1)': img[len(y):][:n]}, n)
+        std, mean = (torch.tensor(v)[:, None, None] for v in (c.std, c.mean))
+        img = xx.as_subclass(torch.Tensor).cpu()*std + mean
+        return show_rows({'bona fide (label 0)': img[yy == 0][:n],
+                          'pseudo-morph (label 1)': img[len(y):][:n]}, n)
 
 # %% ../nbs/08a_pseudo.ipynb #52f625b7
 def pseudo_learner(table:pd.DataFrame, # a scan_mad table (or a `pseudo_pool`)
-                   cfg:MAEConfig, # the run's config: `pseudo` ('only' or 'mix') and the pseudo_* knobs
+                   cfg:MAEConfig, # the run's config: `pseudo` ('only' or 'mix'), the pseudo_* knobs
                    encoder=None, # None (from scratch), a MaskedAutoencoder, or a checkpoint path
                    path=None, # run folder (default: a new `runs/finetune-<time>`)
                    landmarks=None, # see `pseudo_pool`
@@ -381,9 +439,11 @@ def pseudo_learner(table:pd.DataFrame, # a scan_mad table (or a `pseudo_pool`)
                   ):
     "A `mad_learner` that trains on pseudo-morphs paired with their bona fide images."
     if cfg.pseudo not in MODES:
-        raise ValueError(f"pseudo={cfg.pseudo!r}: pseudo_learner needs pseudo='only' or 'mix' in the config "
-                         "(real morphs alone: mad_learner)")
+        raise ValueError(f"pseudo={cfg.pseudo!r}: pseudo_learner needs pseudo='only' or 'mix' in "
+                         "the config (real morphs alone: mad_learner)")
     dls = pseudo_dls(table, cfg, cfg.pseudo, landmarks)
     y = dls.train.items['label'].to_numpy()
-    cw = weights_of(np.r_[y, np.ones((y == 0).sum(), int)])  # each bona fide image brings a pseudo-morph
-    return mad_learner(dls, cfg, encoder=encoder, path=path, class_weights=cw, cbs=[PseudoMorph(cfg), *L(cbs)])
+    # each bona fide image brings a pseudo-morph
+    cw = weights_of(np.r_[y, np.ones((y == 0).sum(), int)])
+    return mad_learner(dls, cfg, encoder=encoder, path=path, class_weights=cw,
+                       cbs=[PseudoMorph(cfg), *L(cbs)])
