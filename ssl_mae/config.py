@@ -23,7 +23,7 @@ __all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAP
            'IMAGENET_MEAN', 'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
 
 # %% ../nbs/00_config.ipynb #b5267c10
-STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the seed data
+STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the SSL_MAE data
 FREEZE_STRATEGIES = ('none', 'backbone_only', 'freeze_except_lastN', 'gradual_unfreeze')
 LOSSES = ('bce', 'ce', 'margin')  # weighted BCE (1 logit), weighted CE (2 logits), margin loss
 POOLS = ('token', 'avg', 'max')  # classifier input: cls token, mean or element-wise max of patch tokens
@@ -177,11 +177,13 @@ def img_hw(self:MAEConfig) -> tuple[int, int]:
     "Image (height, width)."
     return tuple(self.img_size) if isinstance(self.img_size, tuple) else (self.img_size, self.img_size)
 
+# %% ../nbs/00_config.ipynb #fef0b07a
 @patch(as_prop=True)
 def grid_size(self:MAEConfig) -> tuple[int, int]:
     "Patches per column and per row."
     return tuple(s // self.patch_size for s in self.img_hw)
 
+# %% ../nbs/00_config.ipynb #a9e6cc41
 @patch(as_prop=True)
 def num_patches(self:MAEConfig) -> int:
     "Patches per image, L."
@@ -235,6 +237,7 @@ def _problems(c:MAEConfig):
         try: AlignSettings.from_dict(c.align)
         except (TypeError, ValueError) as e: yield 'align', c.align, f'the fields of faces.AlignSettings ({e})'
 
+# %% ../nbs/00_config.ipynb #4e38c928
 @patch
 def validate(self:MAEConfig):
     "Raise one `ValueError` listing every out-of-range field, each with its value and what is allowed."
@@ -257,11 +260,13 @@ def tiny(cls:MAEConfig, **kw):
                          decoder_depth=2, decoder_num_heads=4, proj_dim=64, batch_size=32, num_epochs=5,
                          learning_rate=5e-4, pretrain_base_lr=1.2e-2, layer_decay=0.9, drop_path=0.0), **kw})
 
+# %% ../nbs/00_config.ipynb #a8eb2464
 @patch(cls_method=True)
 def vit_base(cls:MAEConfig, **kw):
     "The MAE paper's ViT-B/16 (768-d, 12 blocks, 12 heads) with a 512-d, 8-block decoder."
     return cls(**kw)
 
+# %% ../nbs/00_config.ipynb #fc0690ad
 @patch(cls_method=True)
 def vit_large(cls:MAEConfig, **kw):
     "The MAE paper's ViT-L/16 (1024-d, 24 blocks, 16 heads) with a 512-d, 8-block decoder."
@@ -288,6 +293,7 @@ def _unknown_key(key, where):
     hint = f"did you mean {' or '.join(close)}?" if close else f"known keys: {', '.join(names)}"
     return ValueError(f"Unknown MAEConfig key {key!r} in {where}: {hint}")
 
+# %% ../nbs/00_config.ipynb #00db3b15
 @patch
 def to_json(self:MAEConfig, path=None, overwrite:bool=False) -> str:
     "The config as JSON text, also written to `path` when given."
@@ -298,6 +304,7 @@ def to_json(self:MAEConfig, path=None, overwrite:bool=False) -> str:
         write_atomic(path, lambda tmp: tmp.write_text(text))
     return text
 
+# %% ../nbs/00_config.ipynb #5647f68f
 @patch(cls_method=True)
 def from_json(cls:MAEConfig, src) -> MAEConfig:
     "A config from a JSON file path or a JSON string."
@@ -318,6 +325,7 @@ def parse_override(item:str) -> tuple[str, str]:
     if not sep or not key.strip(): raise ValueError(f"Override {item!r} must look like key=value, e.g. mask_ratio=0.6")
     return key.strip(), value.strip()
 
+# %% ../nbs/00_config.ipynb #94881ce3
 @patch
 def override(self:MAEConfig, items=()) -> MAEConfig:
     "A copy of the config with `key=value` strings in `items` applied and validated."
