@@ -1,40 +1,28 @@
 """Does pseudo-morph generation starve the model? Images per second of the training loop against the model step alone.
 
 At the demo geometry (`MAEConfig.tiny`: 64 px, patch 8, batch 32 = 16 bona fide images + their 16 pseudo-morphs,
-the joint reconstruction loss the demo trains with) on a 200-subject synthetic set, side by side in one run:
-1. the model step alone: forward, joint loss, backward and AdamW step on one fixed batch held in memory;
-2. the full `pseudo_learner` training epoch: PNG loading and resizing (fastai), `PseudoMorph` (pseudo-morphs +
-   shared JPEG), the same model step, fastai's callbacks;
-3. the same epoch on real LMA morphs (`mad_dls` + `mad_learner`, batch 32), the loop every detector has;
-and the time `PseudoMorph.pairs` takes per batch. Target: (2) / (1) >= 0.9. CPU, fp32; about a minute (data set
-included) on 2 cores.
+the joint reconstruction loss the demo trains with) on a 200-subject synthetic set, for two learners:
+1. `pseudo_learner`: PNG loading and resizing (fastai), `PseudoMorph` (pseudo-morphs + shared JPEG), the model step,
+   fastai's callbacks;
+2. `mad_learner` on real LMA morphs (batch 32), the loop every detector has.
+Each learner trains `--epochs` epochs; after each epoch the model step alone (forward, joint loss, backward and
+AdamW step on one fixed batch held in memory) is timed on the same model, so the loop and the step it is compared
+with are measured a few seconds apart and the machine's drift cancels out of their ratio. The first epoch (warm-up)
+is dropped; the medians over the others are printed, with the time `PseudoMorph.pairs` takes per batch.
+Target: loop / step >= 0.9. CPU, fp32; about 2 minutes (data set included) on 2 cores.
 
-    python benchmarks/pseudo_speed.py [--threads 2] [--steps 20]
+    OMP_NUM_THREADS=2 python benchmarks/pseudo_speed.py [--threads 2] [--workers 0] [--epochs 4] [--steps 20]
 """
 import argparse, tempfile, time, warnings
 from dataclasses import replace
 from pathlib import Path
-import torch
+import numpy as np, torch
 from fastai.callback.core import Callback
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset
 from ssl_mae.data import scan_mad, mad_dls, train_table
 from ssl_mae.learner import mad_learner
-from ssl_mae.pseudo import pseudo_learner, PseudoMorph
-
-class TrainClock(Callback):
-    "Seconds and images of the training phase of each epoch (validation not counted)."
-    order = 100
-    def before_train(self): self.images, self.t = 0, time.perf_counter()
-    def after_batch(self):
-        if self.training: self.images += len(self.yb[0])
-    def after_train(self): self.seconds = time.perf_counter() - self.t
-
-def loop_rate(learn) -> float:
-    "Images per second of one training epoch of `learn`."
-    clock = TrainClock()
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=clock)
-    return clock.images/clock.seconds
+from ssl_mae.pseudo import pseudo_learner, pseudo_dls, PseudoMorph
 
 def fixed_batch(learn):
     "One training batch (images, labels) as the model sees it, made once."
@@ -44,11 +32,10 @@ def fixed_batch(learn):
     (x,), (y,) = pm[0].pairs(x, rest[0], rest[1], torch.Generator().manual_seed(0))
     return x, y
 
-def step_rate(learn, steps:int) -> float:
-    "Images per second of the model step alone on a fixed batch: forward, joint loss, backward, AdamW step."
-    x, y = fixed_batch(learn)
-    model, w = learn.model.train(), learn.cfg.recon_weight
-    opt = torch.optim.AdamW(model.parameters(), 1e-4, betas=(.9, .95))
+def step_rate(learn, batch, steps:int) -> float:
+    "Images per second of the model step alone on `batch`: forward, joint loss, backward, AdamW step."
+    (x, y), model, w = batch, learn.model.train(), learn.cfg.recon_weight
+    opt = torch.optim.AdamW(model.parameters(), 1e-6, betas=(.9, .95))
     def step():
         logits, recon = model(x, recon=True) if w > 0 else (model(x), 0.)
         (learn.loss_func(logits, y) + w*recon).backward()
@@ -57,6 +44,24 @@ def step_rate(learn, steps:int) -> float:
     t = time.perf_counter()
     for _ in range(steps): step()
     return steps*len(y)/(time.perf_counter() - t)
+
+class Rates(Callback):
+    "Per epoch: images/s of the training phase (validation not counted), then of the model step alone."
+    order = 100
+    def __init__(self, steps:int): self.steps, self.loop, self.step = steps, [], []
+    def before_fit(self): self.batch = fixed_batch(self.learn)
+    def before_train(self): self.images, self.t = 0, time.perf_counter()
+    def after_batch(self):
+        if self.training: self.images += len(self.yb[0])
+    def after_train(self): self.loop.append(self.images/(time.perf_counter() - self.t))
+    def after_epoch(self): self.step.append(step_rate(self.learn, self.batch, self.steps))
+
+def rates(learn, epochs:int, steps:int) -> tuple:
+    "Median images/s of the loop and of the step, and the median ratio, over epochs 2..`epochs`."
+    r = Rates(steps)
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-4, cbs=r)
+    loop, step = np.array(r.loop[1:]), np.array(r.step[1:])
+    return np.median(loop), np.median(step), np.median(loop/step)
 
 def pairs_ms(learn, steps:int) -> float:
     "Milliseconds `PseudoMorph.pairs` takes per training batch."
@@ -69,23 +74,29 @@ def pairs_ms(learn, steps:int) -> float:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--threads', type=int, default=2); p.add_argument('--steps', type=int, default=20)
+    p.add_argument('--threads', type=int, default=2, help='torch threads')
+    p.add_argument('--workers', type=int, default=0, help='DataLoader worker processes')
+    p.add_argument('--epochs', type=int, default=4); p.add_argument('--steps', type=int, default=20)
     a = p.parse_args()
     warnings.filterwarnings('ignore')
     torch.set_num_threads(a.threads)
     out = Path(tempfile.mkdtemp())
     t = time.time()
     table = scan_mad(make_dataset(out/'data', n_subjects=200, img_size=64, seed=0, progress=False))
-    print(f"data: {len(table)} images in {time.time() - t:.0f} s; torch threads: {torch.get_num_threads()}")
-    cfg = MAEConfig.tiny(img_size=64, seed=0, batch_size=32)
-    pseudo = pseudo_learner(table, replace(cfg, pseudo='only'), path=out/'pseudo')
-    real = mad_learner(mad_dls(train_table(table, 'LMA', cfg), cfg=cfg), cfg, path=out/'real')
-    step, ms = step_rate(pseudo, a.steps), pairs_ms(pseudo, a.steps)
-    loop, ref = loop_rate(pseudo), loop_rate(real)
-    print(f"\nimages/s at 64 px, batch {cfg.batch_size} (16 bona fide + 16 pseudo-morphs), tiny ViT, joint loss:")
-    print(f"  model step alone (fixed batch in memory)      {step:8.1f}")
-    print(f"  pseudo-morph training loop (pseudo_learner)   {loop:8.1f}   ratio to the step {loop/step:.2f}")
-    print(f"  real-morph training loop (mad_learner, LMA)   {ref:8.1f}   ratio to the step {ref/step:.2f}")
+    print(f"data: {len(table)} images in {time.time() - t:.0f} s; torch threads: {torch.get_num_threads()}, "
+          f"DataLoader workers: {a.workers}")
+    cfg = MAEConfig.tiny(img_size=64, seed=0, batch_size=32, pseudo='only')
+    pseudo = pseudo_learner(table, cfg, path=out/'pseudo')
+    pseudo.dls = pseudo_dls(table, cfg, num_workers=a.workers)
+    real = mad_learner(mad_dls(train_table(table, 'LMA', cfg), cfg=cfg, num_workers=a.workers), cfg,
+                       path=out/'real')
+    ms = pairs_ms(pseudo, a.steps)
+    print(f"\nimages/s at 64 px, batch {cfg.batch_size}, tiny ViT, joint loss; medians over epochs 2-{a.epochs}:")
+    print(f"{'':38}{'loop':>8}{'step alone':>12}{'loop / step':>13}")
+    res = {name: rates(learn, a.epochs, a.steps) for name, learn in
+           (('pseudo-morphs (pseudo_learner)', pseudo), ('real LMA morphs (mad_learner)', real))}
+    for name, (loop, step, ratio) in res.items(): print(f"  {name:36}{loop:8.1f}{step:12.1f}{ratio:13.2f}")
+    step = res['pseudo-morphs (pseudo_learner)'][1]
     print(f"  PseudoMorph.pairs per batch: {ms:.1f} ms ({ms/(1e3*cfg.batch_size/step):.0%} of a model step)")
 
 if __name__ == '__main__': main()

@@ -264,7 +264,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
      "DET/ROC PNGs.")
     import pandas as pd
     from ssl_mae.data import scan_mad
-    from ssl_mae.learner import check_test_styles, evaluate, write_report
+    from ssl_mae.learner import check_test_styles, evaluate, write_plots, write_report
     from ssl_mae.metrics import fuse_scores
     if fuse and len(model) < 2:
         raise ValueError("--fuse averages the scores of several detectors: pass two or more "
@@ -281,12 +281,14 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
         results = [evaluate(learn, tests, style, out=sub(style))
                    for (learn, tests), style in zip(dets, trained)]
         scores = [s for s, _ in results]
-        scores += [fuse_scores(scores)] if fuse else []
+        if fuse:
+            scores.append(fused := fuse_scores(scores))
+            write_plots(fused, run/fused['train_style'].iloc[0])
         scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: A+B
         # one detector: evaluate wrote it
         report = write_report(scores, run) if len(dets) > 1 else results[0][1]
     pngs = ('det.png, roc.png, scores.png' if len(dets) == 1
-            else f"DET/ROC/score PNGs in {', '.join(trained)}")
+            else f"DET/ROC/score PNGs in {', '.join(scores['train_style'].unique())}")
     print(f"{report.markdown()}\noutputs: {run} (scores.csv, metrics.json, metrics.md; {pngs})")
     return run
 

@@ -40,8 +40,8 @@ from .runs import *
 
 # %% auto #0
 __all__ = ['mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'check_test_styles', 'alignment',
-           'score_images', 'check_inputs', 'write_report', 'evaluate', 'load_exported', 'predict', 'CPUDistributedDL',
-           'ddp_ctx']
+           'score_images', 'check_inputs', 'write_report', 'write_plots', 'evaluate', 'load_exported', 'predict',
+           'CPUDistributedDL', 'ddp_ctx']
 
 # %% ../nbs/08_learner.ipynb #90e0486c
 def _adamw(cfg:MAEConfig): return partial(Adam, mom=cfg.betas[0], sqr_mom=cfg.betas[1], eps=1e-8)
@@ -198,6 +198,17 @@ def write_report(scores:pd.DataFrame, # per-image scores (path, style, label, sc
     write_atomic(out/'metrics.md', lambda tmp: tmp.write_text(report.markdown()))
     return report
 
+# %% ../nbs/08_learner.ipynb #9d30b03f
+def write_plots(scores:pd.DataFrame, # one detector's scores: style, label, score
+                out, # folder to write det.png, roc.png and scores.png into (made if missing)
+               ) -> Path:
+    "The DET curves, ROC curves and score histograms of `scores`, one curve per style, as PNGs."
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, plot in [('det', plot_det), ('roc', plot_roc), ('scores', plot_score_hist)]:
+        plot(scores, save=out/f'{name}.png')  # a Figure outside pyplot: nothing to close
+    return out
+
 # %% ../nbs/08_learner.ipynb #8c5f6898
 def _warn_polarity(learn:Learner):
     "Warn when the validation AUC is below 0.5, a sign of flipped labels (if validation)."
@@ -237,9 +248,7 @@ def evaluate(learn:Learner, # a trained detector
     if len(left):
         write_atomic(out/'unscored.csv', lambda tmp: left.to_csv(tmp, index=False))
         warnings.warn(f"The metrics leave out {why}: they are listed in {out/'unscored.csv'}")
-    if plots:
-        for name, plot in [('det', plot_det), ('roc', plot_roc), ('scores', plot_score_hist)]:
-            plot(scores, save=out/f'{name}.png')  # a Figure outside pyplot: nothing to close
+    if plots: write_plots(scores, out)
     return scores, report
 
 # %% ../nbs/08_learner.ipynb #a265f9bc
