@@ -2,13 +2,14 @@
 
 At the demo geometry (`MAEConfig.tiny`: 64 px, patch 8, batch 32 = 16 bona fide images + their 16 pseudo-morphs,
 the joint reconstruction loss the demo trains with) on a 200-subject synthetic set, for two learners:
-1. `pseudo_learner`: PNG loading and resizing (fastai), `PseudoMorph` (pseudo-morphs + shared JPEG), the model step,
-   fastai's callbacks;
+1. `pseudo_learner`: PNG loading and resizing (fastai; kept by `CachedDL` after the first epoch), `PseudoMorph`
+   (pseudo-morphs + shared JPEG), the model step, fastai's callbacks;
 2. `mad_learner` on real LMA morphs (batch 32), the loop every detector has.
 Each learner trains `--epochs` epochs; after each epoch the model step alone (forward, joint loss, backward and
 AdamW step on one fixed batch held in memory) is timed on the same model, so the loop and the step it is compared
 with are measured a few seconds apart and the machine's drift cancels out of their ratio. The first epoch (warm-up)
-is dropped; the medians over the others are printed, with the time `PseudoMorph.pairs` takes per batch.
+is dropped (its ratio is printed apart: the loaders decode every image and fill their `CachedDL` then); the
+medians over the others are printed, with the time `PseudoMorph.pairs` takes per batch.
 Target: loop / step >= 0.9. CPU, fp32; about 2 minutes (data set included) on 2 cores.
 
     OMP_NUM_THREADS=2 python benchmarks/pseudo_speed.py [--threads 2] [--workers 0] [--epochs 4] [--steps 20]
@@ -57,11 +58,12 @@ class Rates(Callback):
     def after_epoch(self): self.step.append(step_rate(self.learn, self.batch, self.steps))
 
 def rates(learn, epochs:int, steps:int) -> tuple:
-    "Median images/s of the loop and of the step, and the median ratio, over epochs 2..`epochs`."
+    ("Median images/s of the loop and of the step, and the median ratio, over epochs 2..`epochs`; the first "
+     "epoch's ratio (the loaders' `CachedDL` fills then).")
     r = Rates(steps)
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-4, cbs=r)
-    loop, step = np.array(r.loop[1:]), np.array(r.step[1:])
-    return np.median(loop), np.median(step), np.median(loop/step)
+    loop, step = np.array(r.loop), np.array(r.step)
+    return np.median(loop[1:]), np.median(step[1:]), np.median(loop[1:]/step[1:]), loop[0]/step[0]
 
 def pairs_ms(learn, steps:int) -> float:
     "Milliseconds `PseudoMorph.pairs` takes per training batch."
@@ -93,10 +95,11 @@ def main():
                        path=out/'real')
     ms = pairs_ms(pseudo, a.steps)
     print(f"\nimages/s at 64 px, batch {cfg.batch_size}, tiny ViT, joint loss; medians over epochs 2-{a.epochs}:")
-    print(f"{'':38}{'loop':>8}{'step alone':>12}{'loop / step':>13}")
+    print(f"{'':38}{'loop':>8}{'step alone':>12}{'loop / step':>13}{'epoch 1':>9}")
     res = {name: rates(learn, a.epochs, a.steps) for name, learn in
            (('pseudo-morphs (pseudo_learner)', pseudo), ('real LMA morphs (mad_learner)', real))}
-    for name, (loop, step, ratio) in res.items(): print(f"  {name:36}{loop:8.1f}{step:12.1f}{ratio:13.2f}")
+    for name, (loop, step, ratio, first) in res.items():
+        print(f"  {name:36}{loop:8.1f}{step:12.1f}{ratio:13.2f}{first:9.2f}")
     step = res['pseudo-morphs (pseudo_learner)'][1]
     print(f"  PseudoMorph.pairs per batch: {ms:.1f} ms ({ms/(1e3*cfg.batch_size/step):.0%} of a model step)")
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
-from fastcore.basics import store_attr
+from fastcore.basics import merge, store_attr
 from fastai.data.block import DataBlock, CategoryBlock
+from fastai.data.core import TfmdDL
 from fastai.data.transforms import ColSplitter, IndexSplitter, Normalize, get_image_files
 from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
@@ -33,7 +34,7 @@ from .config import MAEConfig
 __all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'BadImageError', 'open_image',
            'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'bad_images', 'scan_mad',
            'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'protocol_tables', 'RGBImage', 'RandBlur',
-           'mad_augs', 'mad_dls', 'mad_test_dl', 'mae_dls']
+           'mad_augs', 'CachedDL', 'mad_dls', 'mad_test_dl', 'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -363,6 +364,26 @@ def mad_augs(cfg:MAEConfig) -> list:
                            Brightness(max_lighting=jit, p=1.), Contrast(max_lighting=jit, p=1.)])
     return tfms + ([RandBlur(cfg.blur_p)] if cfg.blur_p > 0 else [])
 
+# %% ../nbs/02_data.ipynb #bc03c362
+class CachedDL(TfmdDL):
+    "A `TfmdDL` that keeps each item as its (deterministic) item transforms made it, up to `cache_mb` MiB."
+    def __init__(self, dataset=None,
+                 cache_mb:float=2048, # most memory (MiB) the kept items may take; 0: keep none
+                 **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.cache_mb, self.cache, self.cached_bytes = cache_mb, {}, 0
+
+    def new(self, dataset=None, cls=None, **kwargs):
+        return super().new(dataset, cls, **merge(dict(cache_mb=self.cache_mb), kwargs))
+
+    def do_item(self, s):
+        if s in self.cache: return self.cache[s]
+        item = super().do_item(s)
+        size = sum(t.nbytes for t in item if isinstance(t, torch.Tensor)) if item is not None else 0
+        if s is not None and self.cached_bytes + size <= self.cache_mb*2**20:  # None: setup
+            self.cache[s], self.cached_bytes = item, self.cached_bytes + size
+        return item
+
 # %% ../nbs/02_data.ipynb #d3f144f3
 def _path(o): return o['path'] if isinstance(o, pd.Series) else o
 def _class(r): return CLASSES[int(r['label'])]
@@ -382,7 +403,8 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
                       batch_tfms=[*mad_augs(cfg), Normalize.from_stats(cfg.mean, cfg.std)])
     bs = min(cfg.batch_size, int((~train['is_valid']).sum()))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
-    return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers)
+    return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers,
+                             dl_type=CachedDL)
 
 # %% ../nbs/02_data.ipynb #3182dd43
 def _skipped(tl, x) -> int:
@@ -398,7 +420,8 @@ def mad_test_dl(dls, # the detector's `mad_dls` (or `pseudo_dls`): its validatio
     labelled = isinstance(source, pd.DataFrame) and 'label' in source
     items = source.reset_index(drop=True) if labelled else list(source)
     rm = None if labelled or not items else [_skipped(tl, items[0]) for tl in dls.valid_ds.tls[:dls.n_inp]]
-    return dls.test_dl(items, rm_type_tfms=rm, with_labels=labelled, bs=bs or dls.bs)
+    once = dict(cache_mb=0) if isinstance(dls.valid, CachedDL) else {}  # read once: keep nothing
+    return dls.test_dl(items, rm_type_tfms=rm, with_labels=labelled, bs=bs or dls.bs, **once)
 
 # %% ../nbs/02_data.ipynb #1bb59b36
 def mae_dls(source, # folder of images (recursive), scan_mad table, or list of image paths
@@ -428,4 +451,4 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
                       batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     bs = min(cfg.batch_size, len(items) - len(valid))
-    return block.dataloaders(items, bs=bs, num_workers=num_workers)
+    return block.dataloaders(items, bs=bs, num_workers=num_workers, dl_type=CachedDL)

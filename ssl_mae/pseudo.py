@@ -22,7 +22,7 @@ from fastai.vision.data import ImageBlock
 from fastai.torch_core import TensorImage, TensorCategory, set_seed
 from .config import MAEConfig
 from .synth import read_landmarks
-from .data import (CLASSES, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb,
+from .data import (CLASSES, CachedDL, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb,
                           split_by_subject, train_table,
                           _class, _path, _resize)  # the getters and resize `mad_dls` uses
 from .callbacks import JointMAE
@@ -385,7 +385,7 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
     share = 1 + (pool['label'] == 0).mean()  # a batch grows by its share of bona fide images
     bs = max(1, min(round(cfg.batch_size/share), int((~pool['is_valid']).sum())))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
-    return block.dataloaders(pool, bs=bs, num_workers=num_workers)
+    return block.dataloaders(pool, bs=bs, num_workers=num_workers, dl_type=CachedDL)
 
 # %% ../nbs/08a_pseudo.ipynb #7eb1de3d
 class PseudoMorph(Callback):
