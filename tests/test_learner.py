@@ -137,3 +137,14 @@ def test_exported_learner_keeps_its_config(detector, tmp_path):
         learn.export(tmp_path/'old.pkl')
     finally: learn.cfg = cfg
     with pytest.raises(ValueError, match=r'old\.pkl was exported by an older ssl_mae'): load_exported(tmp_path/'old.pkl')
+
+def test_export_leaves_the_kept_images_behind(detector, tmp_path):
+    "The loaders' `CachedDL` items stay in memory: an exported detector starts with empty loaders."
+    from ssl_mae.data import CachedDL
+    from ssl_mae.learner import load_exported
+    learn, _ = detector
+    assert len(learn.dls.train.cache) > 0 and learn.dls.train.cached_bytes > 0  # kept while training
+    learn.export(tmp_path/'export.pkl')
+    loaded = load_exported(tmp_path/'export.pkl')
+    assert [(type(dl), len(dl.cache)) for dl in loaded.dls.loaders] == [(CachedDL, 0)]*2
+    assert len(learn.dls.train.cache) > 0  # exporting did not empty the live learner's loaders
