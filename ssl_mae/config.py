@@ -190,30 +190,36 @@ def num_patches(self:MAEConfig) -> int:
     return math.prod(self.grid_size)
 
 # %% ../nbs/00_config.ipynb #d90f9a67
+def _each(c:MAEConfig, names:str, ok, allowed:str):
+    "(field, value, `allowed`) for each field of `c` in `names` whose value fails `ok`."
+    return ((k, getattr(c, k), allowed) for k in names.split() if not ok(getattr(c, k)))
+
 def _problems(c:MAEConfig):
     "(field, value, what is allowed) for each field of `c` that is out of range."
-    pos_ints = 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth decoder_num_heads proj_dim num_epochs batch_size lora_rank'
-    yield from ((k, getattr(c, k), 'a positive integer') for k in pos_ints.split() if getattr(c, k) < 1)
-    pos = 'mlp_ratio learning_rate pretrain_base_lr lora_alpha'
-    yield from ((k, getattr(c, k), 'a positive number') for k in pos.split() if not getattr(c, k) > 0)
-    nonneg = 'margin recon_weight weight_decay rotate_deg freeze_lastN warmup_epochs'
-    yield from ((k, getattr(c, k), 'zero or more') for k in nonneg.split() if not getattr(c, k) >= 0)
-    unit = 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout'
-    yield from ((k, getattr(c, k), 'a number in [0, 1)') for k in unit.split() if not 0 <= getattr(c, k) < 1)
-    probs = 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_spectral_p pseudo_jpeg_p'
-    yield from ((k, getattr(c, k), 'a probability in [0, 1]') for k in probs.split() if not 0 <= getattr(c, k) <= 1)
-    for k in ('pseudo_blend_ratios', 'pseudo_morph_weights'):
-        if not (getattr(c, k) and all(0 < v <= 1 for v in getattr(c, k))): yield k, getattr(c, k), 'numbers in (0, 1]'
-    if not 1 <= c.pseudo_zoom[0] <= c.pseudo_zoom[1]: yield 'pseudo_zoom', c.pseudo_zoom, '(low, high) with 1 <= low <= high'
-    q = c.pseudo_jpeg_quality
-    if not 1 <= q[0] <= q[1] <= 100: yield 'pseudo_jpeg_quality', q, '(low, high) with 1 <= low <= high <= 100'
+    yield from _each(c, 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth '
+                        'decoder_num_heads proj_dim num_epochs batch_size lora_rank',
+                     lambda v: v >= 1, 'a positive integer')
+    yield from _each(c, 'mlp_ratio learning_rate pretrain_base_lr lora_alpha', lambda v: v > 0,
+                     'a positive number')
+    yield from _each(c, 'margin recon_weight weight_decay rotate_deg freeze_lastN warmup_epochs',
+                     lambda v: v >= 0, 'zero or more')
+    yield from _each(c, 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout',
+                     lambda v: 0 <= v < 1, 'a number in [0, 1)')
+    yield from _each(c, 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_spectral_p pseudo_jpeg_p',
+                     lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
+    yield from _each(c, 'pseudo_blend_ratios pseudo_morph_weights',
+                     lambda v: v and all(0 < x <= 1 for x in v), 'numbers in (0, 1]')
+    yield from _each(c, 'pseudo_zoom', lambda v: 1 <= v[0] <= v[1], '(low, high) with 1 <= low <= high')
+    yield from _each(c, 'pseudo_jpeg_quality', lambda v: 1 <= v[0] <= v[1] <= 100,
+                     '(low, high) with 1 <= low <= high <= 100')
     for k, allowed in [('loss', LOSSES), ('freeze_strategy', FREEZE_STRATEGIES), ('global_pool', POOLS),
                        ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS), ('pseudo', PSEUDO_MODES)]:
         if getattr(c, k) not in allowed: yield k, getattr(c, k), f"one of {', '.join(allowed)}"
     if c.patch_size >= 1 and any(s < 1 or s % c.patch_size for s in c.img_hw):
         yield 'img_size', c.img_size, f'positive and divisible by patch_size={c.patch_size}'
     for w, h in [('embed_dim', 'num_heads'), ('decoder_embed_dim', 'decoder_num_heads')]:
-        if getattr(c, h) >= 1 and getattr(c, w) % getattr(c, h): yield w, getattr(c, w), f'divisible by {h}={getattr(c, h)}'
+        if getattr(c, h) >= 1 and getattr(c, w) % getattr(c, h):
+            yield w, getattr(c, w), f'divisible by {h}={getattr(c, h)}'
     cw = c.class_weights
     if cw is not None and (len(cw) != 2 or not all(0 < w < math.inf for w in cw)):
         yield 'class_weights', cw, 'two positive numbers [w_bonafide, w_morph], or None to compute them'
@@ -224,10 +230,11 @@ def _problems(c:MAEConfig):
     if not (t := c.lora_targets) or len(set(t)) < len(t) or set(t) - set(LORA_TARGETS):
         yield 'lora_targets', t, f"distinct names from {', '.join(LORA_TARGETS)}, at least one"
     if c.lora_rank > c.embed_dim: yield 'lora_rank', c.lora_rank, f'at most embed_dim={c.embed_dim}'
-    if c.mid_epochs < c.warmup_epochs: yield 'mid_epochs', c.mid_epochs, f'at least warmup_epochs={c.warmup_epochs}'
-    if not 0 < c.crop_scale[0] <= c.crop_scale[1]: yield 'crop_scale', c.crop_scale, '(low, high) with 0 < low <= high'
-    for k in ('mean', 'std'):
-        if len(getattr(c, k)) != c.in_chans: yield k, getattr(c, k), f'one value per channel (in_chans={c.in_chans})'
+    if c.mid_epochs < c.warmup_epochs:
+        yield 'mid_epochs', c.mid_epochs, f'at least warmup_epochs={c.warmup_epochs}'
+    yield from _each(c, 'crop_scale', lambda v: 0 < v[0] <= v[1], '(low, high) with 0 < low <= high')
+    yield from _each(c, 'mean std', lambda v: len(v) == c.in_chans,
+                     f'one value per channel (in_chans={c.in_chans})')
     if not all(s > 0 for s in c.std): yield 'std', c.std, 'positive values'
     if not c.train_dataset: yield 'train_dataset', c.train_dataset, 'a style name'
     if not c.test_datasets: yield 'test_datasets', c.test_datasets, 'at least one style name'
@@ -235,7 +242,8 @@ def _problems(c:MAEConfig):
     if c.align is not None:
         from ssl_mae.faces import AlignSettings  # faces imports this module: imported only when needed
         try: AlignSettings.from_dict(c.align)
-        except (TypeError, ValueError) as e: yield 'align', c.align, f'the fields of faces.AlignSettings ({e})'
+        except (TypeError, ValueError) as e:
+            yield 'align', c.align, f'the fields of faces.AlignSettings ({e})'
 
 # %% ../nbs/00_config.ipynb #4e38c928
 @patch
@@ -300,7 +308,8 @@ def to_json(self:MAEConfig, path=None, overwrite:bool=False) -> str:
     text = json.dumps(asdict(self), indent=2)
     if path is not None:
         path = Path(path)
-        if path.exists() and not overwrite: raise FileExistsError(f"{path} exists: choose a new path or pass overwrite=True")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists: choose a new path or pass overwrite=True")
         write_atomic(path, lambda tmp: tmp.write_text(text))
     return text
 
@@ -322,7 +331,8 @@ def from_json(cls:MAEConfig, src) -> MAEConfig:
 def parse_override(item:str) -> tuple[str, str]:
     "Split one `key=value` override."
     key, sep, value = item.partition('=')
-    if not sep or not key.strip(): raise ValueError(f"Override {item!r} must look like key=value, e.g. mask_ratio=0.6")
+    if not sep or not key.strip():
+        raise ValueError(f"Override {item!r} must look like key=value, e.g. mask_ratio=0.6")
     return key.strip(), value.strip()
 
 # %% ../nbs/00_config.ipynb #94881ce3
