@@ -11,10 +11,13 @@ budget (optimiser steps of about `batch_size` images), checkpoints chosen on the
 Each is tested on P1 of every style; printed side by side: the D-EER on its own held-out validation pairs (real
 morphs for (a), pseudo-morphs of held-out subjects for (b) and (d)), D-EER and BPCER@APCER=10 % per style, the mean
 and the worst over the styles the arm never trained on (all three for (b) and (d)), the wall times, and the shortcut
-audit of the pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The default run took 24 min
-with OMP_NUM_THREADS=1 on a 2-core machine (data 3 min, pretraining 5 min, arms (a)-(c) 3 min each, (d) 6 min).
+audit of the pseudo-morphs (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32. The default run (1,200
+subjects, 2,000 steps an arm) took 33 min with OMP_NUM_THREADS=1 on a 2-core machine shared with another job, its
+data set already made by an earlier run (pretraining 8 min, arms (a)-(c) 5 min each, (d) 9 min); making the data set
+takes about 5 min more. `--n-subjects 600 --steps 1000` (the earlier default) took 24-37 min, data set included,
+before `CachedDL`.
 
-    python benchmarks/unseen_styles.py [--n-subjects 600] [--img-size 112] [--pretrain 50] [--steps 1000] \\
+    python benchmarks/unseen_styles.py [--n-subjects 1200] [--img-size 112] [--pretrain 50] [--steps 2000] \\
         [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
 """
 import argparse, tempfile, time, warnings
@@ -69,8 +72,8 @@ def run_arm(arm, table, train, tests, cfg, encoder, steps, out) -> tuple:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--n-subjects', type=int, default=600); p.add_argument('--img-size', type=int, default=112)
-    p.add_argument('--pretrain', type=int, default=50); p.add_argument('--steps', type=int, default=1000)
+    p.add_argument('--n-subjects', type=int, default=1200); p.add_argument('--img-size', type=int, default=112)
+    p.add_argument('--pretrain', type=int, default=50); p.add_argument('--steps', type=int, default=2000)
     p.add_argument('--arms', default='abcd'); p.add_argument('--out', default=None)
     p.add_argument('overrides', nargs='*', help='MAEConfig key=value overrides')
     a = p.parse_intermixed_args()
