@@ -290,3 +290,15 @@ def test_nothing_written_in_data_folder(tmp_path, cfg):
     for dl in (dls.train, dls.valid, mad_test_dl(dls, t)): list(dl)
     list(mae_dls(root, cfg, skip_bad=True).train)
     assert snapshot(root) == before
+
+def test_kept_items_with_and_without_workers(tmp_path, cfg):
+    "`CachedDL` serves the same labels in the same order over two epochs, in one process or with a worker."
+    t = scan_mad(mad_folder(tmp_path))
+    def two_epochs(workers):
+        dls = mad_dls(t, 'LMA', cfg, num_workers=workers)
+        ys = [torch.cat([y for _, y in dls.train]).tolist() for _ in range(2)]
+        return ys, torch.cat([x for x, _ in dls.valid]), dls
+    (ys0, v0, dls0), (ys1, v1, dls1) = two_epochs(0), two_epochs(1)
+    assert ys0 == ys1 and ys0[0] != ys0[1]  # shuffled anew each epoch, the same way
+    assert torch.equal(v0, v1)
+    assert len(dls0.train.cache) > 0 and len(dls1.train.cache) == 0  # a worker keeps its items to itself
