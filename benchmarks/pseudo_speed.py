@@ -23,14 +23,18 @@ from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset
 from ssl_mae.data import scan_mad, mad_dls, train_table
 from ssl_mae.learner import mad_learner
-from ssl_mae.pseudo import pseudo_learner, pseudo_dls, PseudoMorph
+from ssl_mae.pseudo import pseudo_learner, pseudo_dls, PseudoMorph, other_captures
+
+def _captures(learn) -> tuple:
+    "The training loader and where its images' other captures are, as `PseudoMorph.pairs` takes them."
+    return learn.dls.train, other_captures(learn.dls.train.items)
 
 def fixed_batch(learn):
     "One training batch (images, labels) as the model sees it, made once."
-    x, *rest = learn.dls.train.one_batch()
+    *xb, y = learn.dls.train.one_batch()
     pm = [c for c in learn.cbs if isinstance(c, PseudoMorph)]
-    if not pm: return x, rest[-1]
-    (x,), (y,) = pm[0].pairs(x, rest[0], rest[1], torch.Generator().manual_seed(0))
+    if not pm: return xb[0], y
+    (x,), (y,) = pm[0].pairs(xb, y, torch.Generator().manual_seed(0), *_captures(learn))
     return x, y
 
 def step_rate(learn, batch, steps:int) -> float:
@@ -66,13 +70,13 @@ def rates(learn, epochs:int, steps:int) -> tuple:
     return np.median(loop[1:]), np.median(step[1:]), np.median(loop[1:]/step[1:]), loop[0]/step[0]
 
 def pairs_ms(learn, steps:int) -> float:
-    "Milliseconds `PseudoMorph.pairs` takes per training batch."
+    "Milliseconds `PseudoMorph.pairs` takes per training batch (after training: other captures come from the cache)."
     pm = [c for c in learn.cbs if isinstance(c, PseudoMorph)][0]
-    x, lms, y = learn.dls.train.one_batch()
-    g = torch.Generator().manual_seed(0)
-    pm.pairs(x, lms, y, g)  # warm-up: first-call costs are not per batch
+    *xb, y = learn.dls.train.one_batch()
+    g, captures = torch.Generator().manual_seed(0), _captures(learn)
+    pm.pairs(xb, y, g, *captures)  # warm-up: first-call costs are not per batch
     t = time.perf_counter()
-    for _ in range(steps): pm.pairs(x, lms, y, g)
+    for _ in range(steps): pm.pairs(xb, y, g, *captures)
     return (time.perf_counter() - t)/steps*1e3
 
 def main():
@@ -93,14 +97,13 @@ def main():
     if a.workers: pseudo.dls = pseudo_dls(table, cfg, num_workers=a.workers)
     real = mad_learner(mad_dls(train_table(table, 'LMA', cfg), cfg=cfg, num_workers=a.workers), cfg,
                        path=out/'real')
-    ms = pairs_ms(pseudo, a.steps)
     print(f"\nimages/s at 64 px, batch {cfg.batch_size}, tiny ViT, joint loss; medians over epochs 2-{a.epochs}:")
     print(f"{'':38}{'loop':>8}{'step alone':>12}{'loop / step':>13}{'epoch 1':>9}")
     res = {name: rates(learn, a.epochs, a.steps) for name, learn in
            (('pseudo-morphs (pseudo_learner)', pseudo), ('real LMA morphs (mad_learner)', real))}
     for name, (loop, step, ratio, first) in res.items():
         print(f"  {name:36}{loop:8.1f}{step:12.1f}{ratio:13.2f}{first:9.2f}")
-    step = res['pseudo-morphs (pseudo_learner)'][1]
+    step, ms = res['pseudo-morphs (pseudo_learner)'][1], pairs_ms(pseudo, a.steps)
     print(f"  PseudoMorph.pairs per batch: {ms:.1f} ms ({ms/(1e3*cfg.batch_size/step):.0%} of a model step)")
 
 if __name__ == '__main__': main()

@@ -157,7 +157,8 @@ class MAEConfig:
     pseudo_quality_p: float = 0.0  # share of self-blends whose colour change also downscales or sharpens (SBI)
     pseudo_zoom: tuple[float, float] = (1.06, 1.2)  # zoom range of a self-morph's copy
     pseudo_morph_weights: tuple[float, ...] = (0.5, 0.45, 0.4, 0.35)  # a self-morph's weight on its copy
-    pseudo_face_p: float = 0.0  # share of self-morphs confined to the face (the rest: the whole frame)
+    pseudo_face_p: float = 0.5  # share of self-morphs confined to the face (the rest: the whole frame)
+    pseudo_capture_p: float = 1.0  # share of self-morphs made from another capture of the subject, if any
     pseudo_noise_match: bool = True  # give pseudo-morphs back the high-frequency variance blending took
     pseudo_spectral_p: float = 0.1  # share of pseudo-morphs with a spectral artefact
     pseudo_jpeg_p: float = 0.5  # share of training images (both classes) JPEG-compressed after pairing
@@ -205,7 +206,8 @@ def _problems(c:MAEConfig):
                      lambda v: v >= 0, 'zero or more')
     yield from _each(c, 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout',
                      lambda v: 0 <= v < 1, 'a number in [0, 1)')
-    yield from _each(c, 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_spectral_p pseudo_jpeg_p',
+    yield from _each(c, 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_capture_p pseudo_spectral_p '
+                     'pseudo_jpeg_p',
                      lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
     yield from _each(c, 'pseudo_blend_ratios pseudo_morph_weights',
                      lambda v: v and all(0 < x <= 1 for x in v), 'numbers in (0, 1]')

@@ -30,9 +30,9 @@ from .learner import mad_learner
 
 # %% auto #0
 __all__ = ['HULLS', 'KINDS', 'MODES', 'show_rows', 'face_masks', 'gauss_blur', 'soft_masks', 'move', 'colour_change',
-           'quality_change', 'self_blend', 'self_morph', 'hf_var', 'match_noise', 'spectral_artefact', 'jpeg',
-           'pseudo_morph', 'trivial_features', 'shortcut_audit', 'pseudo_pool', 'Landmarks', 'pseudo_dls',
-           'PseudoMorph', 'pseudo_learner']
+           'quality_change', 'self_blend', 'similarity', 'align', 'self_morph', 'hf_var', 'match_noise',
+           'spectral_artefact', 'jpeg', 'pseudo_morph', 'trivial_features', 'shortcut_audit', 'pseudo_pool',
+           'Landmarks', 'PoolRow', 'other_captures', 'pseudo_dls', 'PseudoMorph', 'pseudo_learner']
 
 # %% ../nbs/08a_pseudo.ipynb #c5590144
 def _uniform(g, n, lo, hi): return lo + (hi - lo)*torch.rand(n, generator=g)
@@ -190,6 +190,31 @@ def self_blend(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
     w = soft_masks(lms, (H, W), g)*_b(_choice(g, B, cfg.pseudo_blend_ratios))
     return (w*src + (1 - w)*dst).clamp(0, 1), w
 
+# %% ../nbs/08a_pseudo.ipynb #e485db82
+def similarity(src:torch.Tensor, # (B, N, 2) points (x, y)
+               dst:torch.Tensor, # (B, N, 2) where they should land
+              ) -> torch.Tensor:
+    "(B, 2, 3) least-squares similarity transforms (rotation, uniform scale, shift) taking `src` onto `dst`."
+    x, y = src.unbind(-1)
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    # x' = a x - b y + tx, y' = b x + a y + ty: linear in (a, b, tx, ty)
+    A = torch.cat([torch.stack([x, -y, one, zero], -1), torch.stack([y, x, zero, one], -1)], 1)
+    sol = torch.linalg.lstsq(A, torch.cat(dst.unbind(-1), 1)[..., None]).solution
+    a, b, tx, ty = sol[..., 0].unbind(-1)
+    return torch.stack([torch.stack([a, -b, tx], -1), torch.stack([b, a, ty], -1)], 1)
+
+def align(other:torch.Tensor, # (B, C, H, W) images
+          other_lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels
+          lms:torch.Tensor, # (B, 68, 2) the landmarks to put them onto, in pixels
+         ) -> torch.Tensor:
+    "`other` moved by the similarity that best maps `other_lms` onto `lms` (reflected borders)."
+    B, _, H, W = other.shape
+    ys, xs = torch.meshgrid(*(torch.arange(n, dtype=other.dtype) for n in (H, W)), indexing='ij')
+    px = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3)
+    src = torch.einsum('bij,nj->bni', similarity(lms, other_lms), px)  # where each output pixel comes from
+    grid = ((src + .5)/torch.tensor([W, H])*2 - 1).reshape(B, H, W, 2)
+    return F.grid_sample(other, grid, padding_mode='reflection', align_corners=False)
+
 # %% ../nbs/08a_pseudo.ipynb #ac9063e3
 def _centres(lms, H, W):
     ("Nose tips (landmark 30) in `grid_sample` coordinates; the image centre where landmarks are "
@@ -197,16 +222,23 @@ def _centres(lms, H, W):
     c = (lms[:, 30] + .5)/torch.tensor([W, H])*2 - 1
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
+def _known(lms): return torch.isfinite(lms).flatten(1).all(1)
+
 def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN where unknown
                g:torch.Generator,
-               cfg:MAEConfig, # pseudo_zoom, pseudo_morph_weights, pseudo_face_p
+               cfg:MAEConfig, # pseudo_zoom, pseudo_morph_weights, pseudo_face_p, pseudo_capture_p
+               other:torch.Tensor|None=None, # (B, 3, H, W) another capture of each image's subject
+               other_lms:torch.Tensor|None=None, # (B, 68, 2) its landmarks in pixels; NaN: there is none
               ) -> tuple:
-    ("(self-morphs, blend weights (B, 1, H, W)): the image cross-dissolved with a zoomed copy of "
-     "itself.")
+    ("(self-morphs, blend weights (B, 1, H, W)): each image cross-dissolved with another capture of "
+     "its subject put onto it, or with a zoomed copy of itself.")
     B, _, H, W = x.shape
     z = move(x, _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01,
              _centres(lms, H, W))
+    if other is not None:
+        use = _coin(g, B, cfg.pseudo_capture_p) & _known(other_lms) & _known(lms)
+        if use.any(): z[use] = align(other[use], other_lms[use], lms[use])
     w = torch.ones(B, 1, H, W)
     if (face := _coin(g, B, cfg.pseudo_face_p)).any(): w[face] = soft_masks(lms[face], (H, W), g)
     w = w*_b(_choice(g, B, cfg.pseudo_morph_weights))
@@ -279,6 +311,8 @@ def pseudo_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                  lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN rows where unknown
                  g:torch.Generator, # the source of every random draw
                  cfg:MAEConfig, # the pseudo_* knobs
+                 other:torch.Tensor|None=None, # (B, 3, H, W) another capture of each image's subject
+                 other_lms:torch.Tensor|None=None, # (B, 68, 2) its landmarks in pixels; NaN: there is none
                 ) -> tuple:
     ("(pseudo-morphs (B, 3, H, W) in [0, 1], blend weights (B, 1, H, W), kinds (B,) indexing "
      "`KINDS`).")
@@ -286,7 +320,9 @@ def pseudo_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
     kind = (~_coin(g, B, cfg.pseudo_blend_p)).long()
     out, w = torch.empty_like(x), torch.empty_like(x[:, :1])
     for k, make in enumerate((self_blend, self_morph)):
-        if (sel := kind == k).any(): out[sel], w[sel] = make(x[sel], lms[sel], g, cfg)
+        if not (sel := kind == k).any(): continue
+        captures = () if k == 0 or other is None else (other[sel], other_lms[sel])
+        out[sel], w[sel] = make(x[sel], lms[sel], g, cfg, *captures)
     if cfg.pseudo_noise_match: out = match_noise(out, x, g).clamp(0, 1)
     if (sp := _coin(g, B, cfg.pseudo_spectral_p)).any():
         out[sp] = spectral_artefact(out[sp], g).clamp(0, 1)
@@ -367,6 +403,21 @@ class Landmarks(Transform):
         v = self.lms.get(str(path))
         return torch.from_numpy(v) if v is not None else torch.full((68, 2), float('nan'))
 
+class PoolRow(Transform):
+    "An image's row label in the pool, looked up by path; -1 for an image outside it."
+    def __init__(self, rows:dict): self.rows = rows  # {path: row label}
+    def encodes(self, path): return torch.tensor(self.rows.get(str(path), -1))
+
+def other_captures(items:pd.DataFrame, # a loader's rows (`subject`, `label`, `lms`)
+                  ) -> dict:
+    ("{row label: positions in `items` of the other bona fide images of its subject that have "
+     "landmarks}.")
+    if 'subject' not in items: return {}
+    subject, ok = items['subject'].to_numpy(), items['label'].eq(0).to_numpy() & items['lms'].notna().to_numpy()
+    by_subject = {}
+    for i in np.flatnonzero(ok): by_subject.setdefault(subject[i], []).append(int(i))
+    return {items.index[i]: [j for j in by_subject[subject[i]] if j != i] for i in np.flatnonzero(ok)}
+
 # %% ../nbs/08a_pseudo.ipynb #3c9ddea2
 def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
                cfg:MAEConfig, # img_size, batch_size, normalisation, split, train_dataset
@@ -374,13 +425,14 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
                landmarks=None, # see `pseudo_pool`
                num_workers:int=0, # DataLoader worker processes
               ):
-    "fastai DataLoaders of (image, landmarks, label) for `PseudoMorph` training."
+    "fastai DataLoaders of (image, landmarks, row, label) for `PseudoMorph` training."
     pooled = {'is_valid', 'lms'} <= set(table.columns)
-    pool = table if pooled else pseudo_pool(table, cfg, mode, landmarks)
+    pool = (table if pooled else pseudo_pool(table, cfg, mode, landmarks)).reset_index(drop=True)
     known = {p: v for p, v in zip(pool['path'], pool['lms']) if v is not None}
     lms = TransformBlock(type_tfms=Landmarks(known))
-    block = DataBlock(blocks=(ImageBlock(RGBImage), lms, CategoryBlock(vocab=CLASSES)),
-                      getters=[_path, _path, _class], n_inp=2, splitter=ColSplitter('is_valid'),
+    rows = TransformBlock(type_tfms=PoolRow(dict(zip(pool['path'].astype(str), pool.index))))
+    block = DataBlock(blocks=(ImageBlock(RGBImage), lms, rows, CategoryBlock(vocab=CLASSES)),
+                      getters=[_path, _path, _path, _class], n_inp=3, splitter=ColSplitter('is_valid'),
                       item_tfms=_resize(cfg), batch_tfms=Normalize.from_stats(cfg.mean, cfg.std))
     share = 1 + (pool['label'] == 0).mean()  # a batch grows by its share of bona fide images
     bs = max(1, min(round(cfg.batch_size/share), int((~pool['is_valid']).sum())))
@@ -395,6 +447,9 @@ class PseudoMorph(Callback):
     def __init__(self, cfg:MAEConfig): self.cfg = cfg  # the seed and the pseudo_* knobs
     def before_fit(self): self.gen = torch.Generator().manual_seed(self.cfg.seed)
     def after_fit(self): self.gen = None  # a Generator can't be pickled by `learn.export`
+    # where each image's other captures are: in the training loader, then in the validation one
+    def before_train(self): self.others = other_captures(self.dls.train.items)
+    def before_validate(self): self.others = other_captures(self.dls.valid.items)
 
     @property
     def valid_data(self) -> bool:
@@ -404,30 +459,45 @@ class PseudoMorph(Callback):
 
     def before_batch(self):
         if len(self.xb) < 2: return
-        x, lms = self.xb[:2]
-        if not (self.training or self.valid_data): self.learn.xb = (x,); return
-        seeded = torch.Generator().manual_seed(self.cfg.seed + 1 + self.iter)
-        g = self.gen if self.training else seeded
-        self.learn.xb, self.learn.yb = self.pairs(x, lms, self.yb[0], g)
+        if not (self.training or self.valid_data): self.learn.xb = self.xb[:1]; return
+        g = self.gen if self.training else torch.Generator().manual_seed(self.cfg.seed + 1 + self.iter)
+        dl = self.dls.train if self.training else self.dls.valid
+        self.learn.xb, self.learn.yb = self.pairs(self.xb, self.yb[0], g, dl, self.others)
 
-    def pairs(self, x, lms, y, g:torch.Generator) -> tuple:
-        ("((images,), (labels,)): the batch, then pseudo-morphs of its bona fide images; shared "
-         "JPEG on all.")
-        c, dev = self.cfg, x.device
+    @staticmethod
+    def captures(rows, dl, others:dict, g:torch.Generator, size:tuple) -> tuple:
+        ("(images (B, 3, H, W) in [0, 1], landmarks (B, 68, 2) in units, NaN where there is none): "
+         "another capture of each row's subject, drawn from `dl`.")
+        imgs, lms = torch.zeros(len(rows), 3, *size), torch.full((len(rows), 68, 2), float('nan'))
+        dl = getattr(dl, 'dl', dl)  # the loader a `DistributedDL` (DDP) wraps
+        for i, r in enumerate(rows.tolist()):
+            if not (pos := others.get(r)): continue
+            img, lm = dl.do_item(pos[int(torch.randint(len(pos), (1,), generator=g))])[:2]
+            imgs[i], lms[i] = img.as_subclass(torch.Tensor).float()/255, lm
+        return imgs, lms
+
+    def pairs(self, xb:tuple, y, g:torch.Generator, dl=None, others:dict|None=None) -> tuple:
+        ("((images,), (labels,)): the batch `xb` (images, landmarks, rows), then pseudo-morphs of "
+         "its bona fide images; shared JPEG on all.")
+        (x, lms, *rows), c, dev = xb, self.cfg, xb[0].device
         mean, std = (torch.tensor(v, device=dev)[:, None, None] for v in (c.mean, c.std))
         x01 = (x.as_subclass(torch.Tensor)*std + mean).clamp(0, 1).cpu()
         y, (H, W) = y.as_subclass(torch.Tensor).cpu(), x.shape[-2:]
-        bona = y == 0
-        lms_px = lms.as_subclass(torch.Tensor).cpu()[bona]*torch.tensor([W, H]) - .5
-        fakes = pseudo_morph(x01[bona], lms_px, g, c)[0]
+        bona, px = y == 0, lambda v: v.as_subclass(torch.Tensor).cpu()*torch.tensor([W, H]) - .5
+        other = None, None
+        if others and rows and c.pseudo_blend_p < 1 and c.pseudo_capture_p > 0:
+            imgs, other_lms = self.captures(rows[0].cpu()[bona], dl, others, g, (H, W))
+            other = imgs, px(other_lms)
+        fakes = pseudo_morph(x01[bona], px(lms)[bona], g, c, *other)[0]
         xx = jpeg(torch.cat([x01, fakes]), g, c.pseudo_jpeg_p, c.pseudo_jpeg_quality).to(dev)
         yy = torch.cat([y, torch.ones(len(fakes), dtype=y.dtype)]).to(dev)
         return (TensorImage((xx - mean)/std),), (TensorCategory(yy),)
 
     def show(self, n:int=6):
         "Bona fide images of the first validation batch over the pseudo-morphs made from them."
-        x, lms, y = self.dls.valid.one_batch()
-        (xx,), (yy,) = self.pairs(x, lms, y, torch.Generator().manual_seed(self.cfg.seed + 1))
+        *xb, y = self.dls.valid.one_batch()
+        (xx,), (yy,) = self.pairs(xb, y, torch.Generator().manual_seed(self.cfg.seed + 1), self.dls.valid,
+                                  other_captures(self.dls.valid.items))
         c = self.cfg
         std, mean = (torch.tensor(v)[:, None, None] for v in (c.std, c.mean))
         img = xx.as_subclass(torch.Tensor).cpu()*std + mean
