@@ -234,11 +234,13 @@ def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
     ("(self-morphs, blend weights (B, 1, H, W)): each image cross-dissolved with another capture of "
      "its subject put onto it, or with a zoomed copy of itself.")
     B, _, H, W = x.shape
-    z = move(x, _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01,
-             _centres(lms, H, W))
-    if other is not None:
-        use = _coin(g, B, cfg.pseudo_capture_p) & _known(other_lms) & _known(lms)
-        if use.any(): z[use] = align(other[use], other_lms[use], lms[use])
+    zoom, shift = _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01
+    use = torch.zeros(B, dtype=torch.bool)  # which images get another capture
+    if other is not None: use = _coin(g, B, cfg.pseudo_capture_p) & _known(other_lms) & _known(lms)
+    z = torch.empty_like(x)
+    if use.any(): z[use] = align(other[use], other_lms[use], lms[use])
+    if (zoomed := ~use).any():
+        z[zoomed] = move(x[zoomed], zoom[zoomed], shift[zoomed], _centres(lms[zoomed], H, W))
     w = torch.ones(B, 1, H, W)
     if (face := _coin(g, B, cfg.pseudo_face_p)).any(): w[face] = soft_masks(lms[face], (H, W), g)
     w = w*_b(_choice(g, B, cfg.pseudo_morph_weights))
