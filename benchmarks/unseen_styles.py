@@ -14,8 +14,8 @@ and the worst over the styles the arm never trained on (all three for (b) and (d
 audit of the pseudo-morphs as `PseudoMorph` pairs them (trivial features' AUC, pseudo-morph vs bona fide). CPU, fp32.
 The default run (1,200 subjects, 2,000 steps an arm) took 37 min with OMP_NUM_THREADS=1 on a 2-core machine shared
 with another job, its data set already made by an earlier run (pretraining 8 min, arms (a)-(c) 5-6 min each, (d) 11
-min); making the data set takes about 5 min more. `--n-subjects 600 --steps 1000` (the earlier default) took 24-37 min, data set included,
-before `CachedDL`.
+min); making the data set takes about 5 min more. `--n-subjects 600 --steps 1000` (the earlier default) took 24-37
+min, data set included, before `CachedDL`.
 
     python benchmarks/unseen_styles.py [--n-subjects 1200] [--img-size 112] [--pretrain 50] [--steps 2000] \\
         [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)

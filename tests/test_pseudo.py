@@ -37,7 +37,7 @@ def next_capture(subjects) -> np.ndarray:
     return out
 
 def test_shortcut_audit(table, data):
-    "No trivial feature separates pseudo-morphs (self-morphs with other captures) from their bona fide pairs (AUC\n    within 0.35-0.65); a blur would."
+    "No trivial feature separates pseudo-morphs from their bona fide pairs (AUC within 0.35-0.65); a blur would."
     cfg = MAEConfig.tiny(img_size=64, seed=0)
     x, lms = bona_batch(table, data)
     assert len(x) >= 300
