@@ -16,9 +16,14 @@ The default run (1,200 subjects, 2,000 steps an arm) took 37 min with OMP_NUM_TH
 with another job, its data set already made by an earlier run (pretraining 8 min, arms (a)-(c) 5-6 min each, (d) 11
 min); making the data set takes about 5 min more. `--n-subjects 600 --steps 1000` (the earlier default) took 24-37
 min, data set included, before `CachedDL`.
+`--seeds 0 1 2` fine-tunes every arm once per seed (the data set and the encoder stay those of seed 0) and adds the
+mean and range over the seeds; `--encoder DIR/pretrain/best.pth` reuses the encoder of an earlier run with the same
+data set (`--out` is then a new folder; link its `data` to the earlier one to skip making it): `--arms bd --seeds 1 2`
+with the default run's encoder took 33 min (each seed: (b) 5-6 min, (d) 11 min), the machine shared with a lab run.
 
     python benchmarks/unseen_styles.py [--n-subjects 1200] [--img-size 112] [--pretrain 50] [--steps 2000] \\
-        [--out DIR] [key=value ...]   (MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
+        [--arms abcd] [--seeds 0] [--encoder FILE] [--out DIR] [key=value ...]
+        (key=value: MAEConfig overrides on the defaults below, e.g. pseudo_blend_p=0.3)
 """
 import argparse, tempfile, time, warnings
 from dataclasses import replace
@@ -27,7 +32,7 @@ import numpy as np, pandas as pd, torch
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables
-from ssl_mae.learner import mae_learner, mad_learner, evaluate
+from ssl_mae.learner import mae_learner, mad_learner, evaluate, load_encoder
 from ssl_mae.metrics import fuse_scores, style_report, trained_styles
 from ssl_mae.pseudo import pseudo_learner, pseudo_dls, PseudoMorph, other_captures, shortcut_audit
 
@@ -60,22 +65,43 @@ def detector(mode, table, train, cfg, encoder, path):
     return mad_learner(mad_dls(train, cfg=cfg), cfg, encoder=encoder, path=path)
 
 def run_arm(arm, table, train, tests, cfg, encoder, steps, out) -> tuple:
-    "(scores of `arm` on `tests`, held-out validation D-EERs of its detectors): each trained for about `steps` steps."
-    scores, vals = [], []
+    ("(scores of `arm` on `tests`, held-out validation D-EERs of its detectors): each trained for about `steps` "
+     "steps with `cfg.seed`.")
+    scores, vals, tag = [], [], f'{arm}{{}}-s{cfg.seed}'
     for i, (mode, ov) in enumerate(ARMS[arm][1]):
-        learn = detector(mode, table, train, cfg.override(ov), encoder, out/f'arm-{arm}{i}')
+        learn = detector(mode, table, train, cfg.override(ov), encoder, out/f'arm-{tag.format(i)}')
         epochs = max(1, round(steps/len(learn.dls.train)))
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs)
         vals.append(best_valid(learn))  # before `evaluate`, whose scoring passes reset the recorder
-        with learn.no_bar(): scores.append(evaluate(learn, tests, ARMS[arm][0], out/f'eval-{arm}{i}', plots=False)[0])
-        print(f"({arm}) {ARMS[arm][0]} {' '.join(ov)}: {epochs} epochs x {len(learn.dls.train)} steps", flush=True)
+        with learn.no_bar(): scores.append(evaluate(learn, tests, ARMS[arm][0], out/f'eval-{tag.format(i)}', plots=False)[0])
+        print(f"({arm}) {ARMS[arm][0]} {' '.join(ov)}, seed {cfg.seed}: {epochs} epochs x {len(learn.dls.train)} steps",
+              flush=True)
     return (fuse_scores(scores) if len(scores) > 1 else scores[0]), vals
+
+def arm_row(arm, report, vals, minutes) -> dict:
+    "One arm's line of the table: validation D-EERs, D-EER and BPCER10 per style, unseen mean and worst, minutes."
+    r, unseen = report, [s for s in SYNTH_STYLES if s not in trained_styles(ARMS[arm][0])]
+    row = {f'{s} {k}': 100*r.loc[s, c] for s in SYNTH_STYLES for k, c in (('D-EER', 'd_eer'), ('BPCER10', 'bpcer_at_apcer_10'))}
+    de = [100*r.loc[s, 'd_eer'] for s in unseen]
+    return {'held-out validation D-EER': ' / '.join(f'{v:.2f}' for v in vals), **row,
+            'unseen mean D-EER': np.mean(de), 'unseen worst D-EER': max(de), 'minutes': minutes}
+
+def over_seeds(rows:dict, seeds) -> pd.DataFrame:
+    "Per arm, each D-EER's mean over `seeds` and its range (min-max)."
+    out = {}
+    for arm in dict.fromkeys(k.rsplit(', seed', 1)[0] for k in rows):
+        runs = pd.DataFrame([rows[f'{arm}, seed {s}'] for s in seeds])
+        out[arm] = {c: f'{runs[c].mean():.2f} ({runs[c].min():.2f}-{runs[c].max():.2f})'
+                    for c in runs.columns if 'D-EER' in c and c != 'held-out validation D-EER'}
+    return pd.DataFrame(out)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--n-subjects', type=int, default=1200); p.add_argument('--img-size', type=int, default=112)
     p.add_argument('--pretrain', type=int, default=50); p.add_argument('--steps', type=int, default=2000)
     p.add_argument('--arms', default='abcd'); p.add_argument('--out', default=None)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help="the arms' fine-tuning seeds")
+    p.add_argument('--encoder', default=None, help="an earlier run's pretrain/best.pth: no pretraining")
     p.add_argument('overrides', nargs='*', help='MAEConfig key=value overrides')
     a = p.parse_intermixed_args()
     warnings.filterwarnings('ignore')
@@ -85,26 +111,25 @@ def main():
     cfg = MAEConfig.tiny(img_size=a.img_size, seed=0, train_dataset='LMA',
                          test_datasets=list(SYNTH_STYLES)).override([*DEFAULTS, *a.overrides])
     t = time.time()
-    bona = table[(table['label'] == 0) & (table['split'] == 'P2')]
-    pre = mae_learner(mae_dls(bona, cfg), cfg, path=out/'pretrain', snapshots=False)
-    with pre.no_bar(), pre.no_logging(): pre.fit_one_cycle(a.pretrain)
-    print(f"pretraining on {len(bona)} P2 bona fide images: {a.pretrain} epochs in {time.time() - t:.0f} s", flush=True)
+    if a.encoder: encoder = load_encoder(a.encoder, cfg)
+    else:
+        bona = table[(table['label'] == 0) & (table['split'] == 'P2')]
+        pre = mae_learner(mae_dls(bona, cfg), cfg, path=out/'pretrain', snapshots=False)
+        with pre.no_bar(), pre.no_logging(): pre.fit_one_cycle(a.pretrain)
+        encoder = pre.model
+        print(f"pretraining on {len(bona)} P2 bona fide images: {a.pretrain} epochs in {time.time() - t:.0f} s",
+              flush=True)
     train, tests = protocol_tables(table, 'LMA', cfg)
-    reports, times, vals = {}, {}, {}
-    for arm in a.arms:
-        t = time.time()
-        scores, vals[arm] = run_arm(arm, table, train, tests, cfg, pre.model, a.steps, out)
-        reports[arm], times[arm] = style_report(scores).table.set_index('style'), time.time() - t
-    print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
     rows = {}
-    for arm, r in reports.items():
-        unseen = [s for s in SYNTH_STYLES if s not in trained_styles(ARMS[arm][0])]
-        row = {f'{s} {k}': 100*r.loc[s, c] for s in SYNTH_STYLES for k, c in (('D-EER', 'd_eer'), ('BPCER10', 'bpcer_at_apcer_10'))}
-        de = [100*r.loc[s, 'd_eer'] for s in unseen]
-        rows[f'({arm}) {ARMS[arm][0]}'] = {'held-out validation D-EER': ' / '.join(f'{v:.2f}' for v in vals[arm]),
-                                           **row, 'unseen mean D-EER': np.mean(de),
-                                           'unseen worst D-EER': max(de), 'minutes': times[arm]/60}
+    for seed in a.seeds:
+        for arm in a.arms:
+            t = time.time()
+            scores, vals = run_arm(arm, table, train, tests, replace(cfg, seed=seed), encoder, a.steps, out)
+            report = style_report(scores).table.set_index('style')
+            rows[f'({arm}) {ARMS[arm][0]}, seed {seed}'] = arm_row(arm, report, vals, (time.time() - t)/60)
+    print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
     print(pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string())
+    if len(a.seeds) > 1: print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.seeds).to_string()}")
     au = audit(table, cfg)
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 training pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))
