@@ -78,21 +78,24 @@ def run_arm(arm, table, train, tests, cfg, encoder, steps, out) -> tuple:
               flush=True)
     return (fuse_scores(scores) if len(scores) > 1 else scores[0]), vals
 
-def arm_row(arm, report, vals, minutes) -> dict:
-    "One arm's line of the table: validation D-EERs, D-EER and BPCER10 per style, unseen mean and worst, minutes."
-    r, unseen = report, [s for s in SYNTH_STYLES if s not in trained_styles(ARMS[arm][0])]
+def column(arm, seed) -> str: return f'({arm}) {ARMS[arm][0]}, seed {seed}'
+
+def arm_row(arm, r, vals, minutes) -> dict:
+    ("One arm's line of the table from its `style_report` table `r`: validation D-EERs, D-EER and BPCER10 per "
+     "style, unseen mean and worst, minutes.")
+    unseen = [s for s in SYNTH_STYLES if s not in trained_styles(ARMS[arm][0])]
     row = {f'{s} {k}': 100*r.loc[s, c] for s in SYNTH_STYLES for k, c in (('D-EER', 'd_eer'), ('BPCER10', 'bpcer_at_apcer_10'))}
     de = [100*r.loc[s, 'd_eer'] for s in unseen]
     return {'held-out validation D-EER': ' / '.join(f'{v:.2f}' for v in vals), **row,
             'unseen mean D-EER': np.mean(de), 'unseen worst D-EER': max(de), 'minutes': minutes}
 
-def over_seeds(rows:dict, seeds) -> pd.DataFrame:
+def over_seeds(rows:dict, arms, seeds) -> pd.DataFrame:
     "Per arm, each D-EER's mean over `seeds` and its range (min-max)."
     out = {}
-    for arm in dict.fromkeys(k.rsplit(', seed', 1)[0] for k in rows):
-        runs = pd.DataFrame([rows[f'{arm}, seed {s}'] for s in seeds])
-        out[arm] = {c: f'{runs[c].mean():.2f} ({runs[c].min():.2f}-{runs[c].max():.2f})'
-                    for c in runs.columns if 'D-EER' in c and c != 'held-out validation D-EER'}
+    for arm in arms:
+        runs = pd.DataFrame([rows[column(arm, s)] for s in seeds])
+        out[f'({arm}) {ARMS[arm][0]}'] = {c: f'{runs[c].mean():.2f} ({runs[c].min():.2f}-{runs[c].max():.2f})'
+                                          for c in runs.columns if 'D-EER' in c and c != 'held-out validation D-EER'}
     return pd.DataFrame(out)
 
 def main():
@@ -126,10 +129,10 @@ def main():
             t = time.time()
             scores, vals = run_arm(arm, table, train, tests, replace(cfg, seed=seed), encoder, a.steps, out)
             report = style_report(scores).table.set_index('style')
-            rows[f'({arm}) {ARMS[arm][0]}, seed {seed}'] = arm_row(arm, report, vals, (time.time() - t)/60)
+            rows[column(arm, seed)] = arm_row(arm, report, vals, (time.time() - t)/60)
     print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
     print(pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string())
-    if len(a.seeds) > 1: print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.seeds).to_string()}")
+    if len(a.seeds) > 1: print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.arms, a.seeds).to_string()}")
     au = audit(table, cfg)
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 training pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))
