@@ -124,7 +124,6 @@ def infer_geometry(sd:dict, # facebookresearch/mae key names
 
 # %% ../nbs/03a_checkpoints.ipynb #b6162906
 def _listing(keys, n=8):
-    keys = sorted(keys)
     "Up to `n` of `keys`, sorted, as text."
     if not keys: return 'none'
     keys = sorted(keys)
