@@ -21,7 +21,8 @@ mean and range over the seeds; `--encoder DIR/pretrain/best.pth` reuses the enco
 data set (`--out` is then a new folder; link its `data` to the earlier one to skip making it): `--arms bd --seeds 1 2`
 with the default run's encoder took 33 min (each seed: (b) 5-6 min, (d) 11 min), the machine shared with a lab run.
 `patch_size=8` (8-pixel patches, 196 tokens) makes a fine-tuning step about 3.4 times slower: `--arms b` took 20.5 min
-from an 8-pixel encoder, and pretraining one took 24 min beside another run; a default run would take about two hours.
+from an 8-pixel encoder, and pretraining one took 24 min beside another run; by these timings a default run
+would take about two hours (not run).
 
     python benchmarks/unseen_styles.py [--n-subjects 1200] [--img-size 112] [--pretrain 50] [--steps 2000] \\
         [--arms abcd] [--seeds 0] [--encoder FILE] [--out DIR] [key=value ...]
