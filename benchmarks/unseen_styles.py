@@ -23,6 +23,8 @@ with the default run's encoder took 33 min (each seed: (b) 5-6 min, (d) 11 min),
 `patch_size=8` (8-pixel patches, 196 tokens) makes a fine-tuning step about 3.4 times slower: `--arms b` took 20.5 min
 from an 8-pixel encoder, and pretraining one took 24 min beside another run; by these timings a default run
 would take about two hours (not run).
+`--img-size 224 --arms b` took 103 min (data 23 min, pretraining 41 min, (b) 39 min), one thread beside other
+runs; by these timings a default run at 224 px would take about four hours (not run).
 
     python benchmarks/unseen_styles.py [--n-subjects 1200] [--img-size 112] [--pretrain 50] [--steps 2000] \\
         [--arms abcd] [--seeds 0] [--encoder FILE] [--out DIR] [key=value ...]
