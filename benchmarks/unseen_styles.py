@@ -17,9 +17,10 @@ with another job, its data set already made by an earlier run (pretraining 8 min
 min); making the data set takes about 5 min more. `--n-subjects 600 --steps 1000` (the earlier default) took 24-37
 min, data set included, before `CachedDL`.
 `--seeds 0 1 2` fine-tunes every arm once per seed (the data set and the encoder stay those of seed 0) and adds the
-mean and range over the seeds; `--encoder DIR/pretrain/best.pth` reuses the encoder of an earlier run with the same
-data set (`--out` is then a new folder; link its `data` to the earlier one to skip making it): `--arms bd --seeds 1 2`
-with the default run's encoder took 33 min (each seed: (b) 5-6 min, (d) 11 min), the machine shared with a lab run.
+mean and range over the seeds, and each arm's seed ensemble (its detectors of every seed, scores averaged);
+`--encoder DIR/pretrain/best.pth` reuses the encoder of an earlier run with the same data set (`--out` is then a new
+folder; link its `data` to the earlier one to skip making it): `--arms bd --seeds 1 2` with the default run's encoder
+took 33 min (each seed: (b) 5-6 min, (d) 11 min), the machine shared with a lab run.
 `patch_size=8` (8-pixel patches, 196 tokens) makes a fine-tuning step about 3.4 times slower: `--arms b` took 20.5 min
 from an 8-pixel encoder, and pretraining one took 24 min beside another run; by these timings a default run
 would take about two hours (not run).
@@ -103,6 +104,18 @@ def over_seeds(rows:dict, arms, seeds) -> pd.DataFrame:
                                           for c in runs.columns if 'D-EER' in c and c != 'held-out validation D-EER'}
     return pd.DataFrame(out)
 
+def report_of(scores) -> pd.DataFrame: return style_report(scores).table.set_index('style')
+
+def seed_ensembles(scored:dict, rows:dict, arms, seeds) -> pd.DataFrame:
+    "Per arm, the D-EERs of its detectors of every seed fused (`fuse_scores`), and their minutes together."
+    out = {}
+    for arm in arms:
+        r = arm_row(arm, report_of(fuse_scores([scored[arm, s] for s in seeds])), [],
+                    sum(rows[column(arm, s)]['minutes'] for s in seeds))
+        out[f'({arm}) {ARMS[arm][0]}'] = {k: f'{v:.2f}' for k, v in r.items() if 'D-EER' in k and 'validation' not in k
+                                          or k == 'minutes'}
+    return pd.DataFrame(out)
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--n-subjects', type=int, default=1200); p.add_argument('--img-size', type=int, default=112)
@@ -128,16 +141,18 @@ def main():
         print(f"pretraining on {len(bona)} P2 bona fide images: {a.pretrain} epochs in {time.time() - t:.0f} s",
               flush=True)
     train, tests = protocol_tables(table, 'LMA', cfg)
-    rows = {}
+    rows, scored = {}, {}
     for seed in a.seeds:
         for arm in a.arms:
             t = time.time()
-            scores, vals = run_arm(arm, table, train, tests, replace(cfg, seed=seed), encoder, a.steps, out)
-            report = style_report(scores).table.set_index('style')
-            rows[column(arm, seed)] = arm_row(arm, report, vals, (time.time() - t)/60)
+            scored[arm, seed], vals = run_arm(arm, table, train, tests, replace(cfg, seed=seed), encoder, a.steps, out)
+            rows[column(arm, seed)] = arm_row(arm, report_of(scored[arm, seed]), vals, (time.time() - t)/60)
     print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
     print(pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string())
-    if len(a.seeds) > 1: print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.arms, a.seeds).to_string()}")
+    if len(a.seeds) > 1:
+        print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.arms, a.seeds).to_string()}")
+        print(f"\nseed ensembles (each image's score averaged over seeds {a.seeds}):\n"
+              f"{seed_ensembles(scored, rows, a.arms, a.seeds).to_string()}")
     au = audit(table, cfg)
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 training pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))

@@ -19,8 +19,8 @@ from .config import MAEConfig, write_atomic
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS',
            'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout', 'pretrain_images',
-           'Interrupted', 'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'cli_evaluate', 'cli_predict',
-           'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
+           'Interrupted', 'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_names',
+           'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -249,6 +249,16 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
     learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split: `evaluate`'s polarity check
     return learn, tests
 
+# %% ../nbs/09_cli.ipynb #fb50e3e5
+def detector_names(styles:list, # the detectors' train styles, in the order given
+                  ) -> list:
+    "Detectors' names from their train styles, a repeated style numbered: `pseudo`, `pseudo#2`, ..."
+    names, count = [], {}
+    for s in styles:
+        count[s] = count.get(s, 0) + 1
+        names.append(s if count[s] == 1 else f'{s}#{count[s]}')
+    return names
+
 # %% ../nbs/09_cli.ipynb #582f0d1c
 def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                  model:Annotated[list, "detector(s) exported by finetune (RUN/export.pkl)",
@@ -269,12 +279,12 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     if fuse and len(model) < 2:
         raise ValueError("--fuse averages the scores of several detectors: pass two or more "
                          "(--model A.pkl --model B.pkl)")
+    files = [Path(m).resolve() for m in model]
+    if twice := [m for m, f in zip(model, files) if files.count(f) > 1]:
+        raise ValueError(f"--model {twice[0]} is given twice: pass each detector once")
     table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
-    trained = [learn.cfg.train_style for learn, _ in dets]
-    if len(set(trained)) < len(trained):
-        raise ValueError(f"Several detectors were trained on the same style "
-                         f"({', '.join(trained)}): evaluate them in separate runs")
+    trained = detector_names([learn.cfg.train_style for learn, _ in dets])
     for _, tests in dets: check_test_styles(pd.concat(tests.values()))  # before anything is scored
     with run_folder(out, 'eval', data) as run:
         sub = lambda style: run if len(dets) == 1 else run/style

@@ -140,8 +140,9 @@ def md_table(df:pd.DataFrame, # the table; its index is not shown (use `reset_in
 
 # %% ../nbs/05_metrics.ipynb #9432351e
 def trained_styles(train) -> set:
-    "The morph styles a detector trained on, from its train style: 'LMA', 'LMA+pseudo', 'pseudo'."
-    return set(str(train).split('+'))
+    ("The morph styles a detector trained on, from its train style: 'LMA', 'LMA+pseudo', 'pseudo', "
+     "'pseudo#2' (a second detector of that style).")
+    return {part.split('#')[0] for part in str(train).split('+')}
 
 # %% ../nbs/05_metrics.ipynb #c04f549a
 def _one_train_style(tab:pd.DataFrame, train) -> pd.DataFrame:
