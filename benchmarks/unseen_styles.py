@@ -106,15 +106,15 @@ def over_seeds(rows:dict, arms, seeds) -> pd.DataFrame:
 
 def report_of(scores) -> pd.DataFrame: return style_report(scores).table.set_index('style')
 
-def seed_ensembles(scored:dict, rows:dict, arms, seeds) -> pd.DataFrame:
-    "Per arm, the D-EERs of its detectors of every seed fused (`fuse_scores`), and their minutes together."
-    out = {}
-    for arm in arms:
-        r = arm_row(arm, report_of(fuse_scores([scored[arm, s] for s in seeds])), [],
-                    sum(rows[column(arm, s)]['minutes'] for s in seeds))
-        out[f'({arm}) {ARMS[arm][0]}'] = {k: f'{v:.2f}' for k, v in r.items() if 'D-EER' in k and 'validation' not in k
-                                          or k == 'minutes'}
-    return pd.DataFrame(out)
+def seed_ensemble(arm, scored:dict, rows:dict, seeds) -> dict:
+    "`arm`'s line for its detectors of every seed in `seeds` fused (`fuse_scores`); no validation of its own."
+    row = arm_row(arm, report_of(fuse_scores([scored[arm, s] for s in seeds])), [],
+                  sum(rows[column(arm, s)]['minutes'] for s in seeds))
+    return {k: v for k, v in row.items() if k != 'held-out validation D-EER'}
+
+def as_table(rows:dict) -> str:
+    "Rows of `arm_row` as one printed table, columns by run, numbers to two decimals."
+    return pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string()
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -148,11 +148,11 @@ def main():
             scored[arm, seed], vals = run_arm(arm, table, train, tests, replace(cfg, seed=seed), encoder, a.steps, out)
             rows[column(arm, seed)] = arm_row(arm, report_of(scored[arm, seed]), vals, (time.time() - t)/60)
     print(f"\nTested on P1 of every style; rates in %; overrides {[*DEFAULTS, *a.overrides]}")
-    print(pd.DataFrame(rows).map(lambda v: f'{v:.2f}' if isinstance(v, float) else v).to_string())
+    print(as_table(rows))
     if len(a.seeds) > 1:
         print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.arms, a.seeds).to_string()}")
-        print(f"\nseed ensembles (each image's score averaged over seeds {a.seeds}):\n"
-              f"{seed_ensembles(scored, rows, a.arms, a.seeds).to_string()}")
+        ens = {f'({arm}) {ARMS[arm][0]}': seed_ensemble(arm, scored, rows, a.seeds) for arm in a.arms}
+        print(f"\nseed ensembles (each image's score averaged over seeds {a.seeds}):\n{as_table(ens)}")
     au = audit(table, cfg)
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 training pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))
