@@ -34,31 +34,18 @@ runs; by these timings a default run at 224 px would take about four hours (not 
 import argparse, tempfile, time, warnings
 from dataclasses import replace
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables
 from ssl_mae.learner import mae_learner, mad_learner, evaluate, load_encoder
 from ssl_mae.metrics import fuse_scores, style_report, trained_styles
-from ssl_mae.pseudo import pseudo_learner, pseudo_dls, PseudoMorph, other_captures, shortcut_audit
+from ssl_mae.pseudo import pseudo_learner, audit_pairs, shortcut_audit
 
 # arm -> (train style, its detectors as (pseudo mode, config overrides)); (d) fuses the scores of its two
 ARMS = {'a': ('LMA', [(None, [])]), 'b': ('pseudo', [('only', [])]), 'c': ('LMA+pseudo', [('mix', [])]),
         'd': ('pseudo (2 specialists fused)', [('only', ['pseudo_blend_p=1']), ('only', ['pseudo_blend_p=0'])])}
 DEFAULTS = ['patch_size=16', 'global_pool=max', 'recon_weight=0', 'learning_rate=5e-4', 'drop_path=0.1']
-
-def audit(table, cfg, n:int=400) -> dict:
-    ("Shortcut audit of the first `n` (or more) training images of `pseudo_learner` against the pseudo-morphs "
-     "`PseudoMorph` pairs them with, other captures and shared JPEG included.")
-    dl, pm, g = pseudo_dls(table, cfg).train, PseudoMorph(cfg), torch.Generator().manual_seed(0)
-    others, mean, std = other_captures(dl.items), *(torch.tensor(v)[:, None, None] for v in (cfg.mean, cfg.std))
-    bona, fakes = [], []
-    for *xb, y in dl:
-        (xx,), _ = pm.pairs(xb, y, g, dl, others)
-        xx = xx.as_subclass(torch.Tensor)*std + mean
-        bona.append(xx[:len(y)]); fakes.append(xx[len(y):])
-        if sum(map(len, bona)) >= n: break
-    return shortcut_audit(torch.cat(bona), torch.cat(fakes))
 
 def best_valid(learn) -> float:
     "The lowest D-EER (%) on the run's held-out validation pairs: the epoch its checkpoint comes from."
@@ -153,7 +140,7 @@ def main():
         print(f"\nmean (range) over seeds {a.seeds}:\n{over_seeds(rows, a.arms, a.seeds).to_string()}")
         ens = {f'({arm}) {ARMS[arm][0]}': seed_ensemble(arm, scored, rows, a.seeds) for arm in a.arms}
         print(f"\nseed ensembles (each image's score averaged over seeds {a.seeds}):\n{as_table(ens)}")
-    au = audit(table, cfg)
+    au = shortcut_audit(*audit_pairs(table, cfg))
     print("\nshortcut audit (AUC pseudo-morph vs bona fide, 400 training pairs; within 0.35-0.65 passes): "
           + ', '.join(f"{k} {v:.3f}" for k, v in au.items()))
     print(f"total wall time {(time.time() - t0)/60:.1f} min")

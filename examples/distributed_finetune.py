@@ -18,6 +18,8 @@ trains on CPUs with gloo too. `tests/test_distributed.py` runs two CPU processes
 `python -c "from ssl_mae.synth import make_dataset; make_dataset('/tmp/synth', n_subjects=40, img_size=64)"`, then
 `accelerate launch --multi_gpu --num_processes 2 examples/distributed_finetune.py /tmp/synth /tmp/ddp_run --epochs 2`:
 `/tmp/ddp_run/log.csv` must hold epochs 0 and 1 once each, and `export.pkl` must exist.
+On GPUs add the speed switches as overrides: `precision=bf16 compile=True` (mixed precision and a compiled model in
+every process) and `num_workers=N` (loader processes per process; by default chosen from the visible cores).
 """
 import argparse, torch, torch.distributed as dist
 from pathlib import Path
@@ -43,5 +45,7 @@ def main():
     if rank_distrib() == 0:
         learn.export('export.pkl')
         print(f"run folder {learn.path}")
+    if dist.is_initialized():  # end together, the process group closed (else its threads can abort the exit)
+        dist.barrier(); dist.destroy_process_group()
 
 if __name__ == '__main__': main()

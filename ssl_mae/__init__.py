@@ -4,7 +4,7 @@ Modules:
 
 - `ssl_mae.callbacks`: The MAE pretext task, reconstruction snapshots, token weight decay, joint training and freezing as small fastai callbacks.
 - `ssl_mae.checkpoints`: MAE weights into a `MaskedAutoencoder`: HF folders, facebookresearch/mae and timm files, ssl_mae's encoder files.
-- `ssl_mae.cli`: `ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, one-line errors and a prompt `--help`.
+- `ssl_mae.cli`: `ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo | config`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, one-line errors and a prompt `--help`.
 - `ssl_mae.config`: `MAEConfig`: every knob of a run in one validated object, with presets, JSON and `key=value` overrides.
 - `ssl_mae.data`: Scan a MAD data folder or manifest into one table (`path, label, style, split, subject`), split it by subject, weigh its classes, and serve it as fastai `DataLoaders`.
 - `ssl_mae.detector`: The morph detector on an MAE encoder: scores from logits, the heads, `MADClassifier` and its parameter groups.

@@ -14,14 +14,18 @@ Docs: https://ssl-mae.github.io/ssl_mae/callbacks.html.md"""
 # %% ../nbs/07_callbacks.ipynb #a94271f7
 from __future__ import annotations
 import torch
+from torch.amp import GradScaler, autocast
+from fastcore.foundation import L
 from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.learner import ValueMetric
 from fastai.torch_core import rank_distrib
 from .config import MAEConfig
 from .viz import show_reconstructions, norm_stats
 
 # %% auto #0
-__all__ = ['NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy']
+__all__ = ['NO_DECAY', 'unwrap', 'mae_loss', 'MAEPretrain', 'ReconSnapshot', 'NoDecayTokens', 'JointMAE', 'FreezeStrategy',
+           'Precision', 'CompileError', 'Compile']
 
 # %% ../nbs/07_callbacks.ipynb #a03fff2e
 def unwrap(model):
@@ -162,3 +166,52 @@ class FreezeStrategy(Callback):
         frozen = len(opt.param_lists) - self.trainable_groups(self.epoch, len(opt.param_lists))
         # a new optimiser freezes nothing
         if frozen != getattr(opt, 'frozen_idx', 0): self.learn.freeze_to(frozen)
+
+# %% ../nbs/07_callbacks.ipynb #f635f538
+class Precision(MixedPrecision):
+    "fastai's `MixedPrecision` on the model's own device (a GPU or a CPU): 'bf16', or 'fp16' with loss scaling."
+    def __init__(self, precision:str='bf16'): # one of 'bf16', 'fp16'
+        super().__init__(amp_mode=AMPMode(precision))
+        self.ctx = None
+
+    @property
+    def device(self) -> str: return next(self.learn.model.parameters()).device.type
+    @property
+    def dtype(self): return torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
+
+    def before_fit(self):
+        if self.device == 'cuda' and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError("precision=bf16: this GPU has no bfloat16 arithmetic; use precision=fp16")
+        self.kwargs['enabled'] = self.dtype == torch.float16  # loss scaling for fp16 alone
+        self.learn.scaler, self.scales = GradScaler(self.device, **self.kwargs), L()
+    def before_batch(self):
+        self.ctx = autocast(self.device, dtype=self.dtype)
+        self.ctx.__enter__()
+    def after_pred(self):
+        super().after_pred()  # float32 predictions for the loss
+        self.ctx.__exit__(None, None, None)
+    def after_loss(self): pass  # autocast already left in `after_pred`
+
+# %% ../nbs/07_callbacks.ipynb #528aff56
+class CompileError(RuntimeError):
+    "torch.compile failed: the message says why, and that `compile=False` trains without it."
+
+class Compile(Callback):
+    "Train a `torch.compile`d model (compiled in place); a failure is one `CompileError`; plain again after fit."
+    order = 0
+    def before_fit(self):
+        m = unwrap(self.learn.model)
+        m.compile()  # lazy: the compiler runs at the first forward pass
+        m._compiled_call_impl = _guarded(m._compiled_call_impl)
+    def after_fit(self): unwrap(self.learn.model)._compiled_call_impl = None
+
+def _guarded(fn):
+    "`fn` with the compiler's errors turned into one `CompileError` line."
+    def call(*args, **kwargs):
+        try: return fn(*args, **kwargs)
+        except Exception as e:
+            if not type(e).__module__.startswith(('torch._dynamo', 'torch._inductor')): raise
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CompileError(f"compile=True: torch.compile failed ({type(e).__name__}: {why}); train "
+                               "without it (compile=False)") from None
+    return call

@@ -1,4 +1,4 @@
-"""`ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo`: each subcommand is a thin layer over the library
+"""`ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo | config`: each subcommand is a thin layer over the library
 functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides),
 one run folder per run, one-line errors and a prompt `--help`.
 
@@ -8,19 +8,21 @@ Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #0a1d17fb
 from __future__ import annotations
-import os, re, shutil, sys, traceback, warnings
+import inspect, os, re, shutil, sys, traceback, typing, warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import anno_parser, CliError
 from .config import MAEConfig, write_atomic
+from . import __version__
 
 # %% auto #0
-__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'COMMANDS', 'USER_ERRORS',
-           'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout', 'pretrain_images',
-           'Interrupted', 'resumable', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_names',
-           'cli_evaluate', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'usage', 'parse', 'one_line', 'main']
+__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS', 'COMMANDS',
+           'USER_ERRORS', 'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout',
+           'pretrain_images', 'Interrupted', 'one_writer', 'resumable', 'resume_start', 'cli_pretrain', 'cli_finetune',
+           'load_detector', 'detector_names', 'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict',
+           'side_by_side', 'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -57,15 +59,21 @@ def run_folder(out, # parent folder of new runs
                data, # the data set folder (runs never go inside it)
                resume=None, # folder of a run to continue instead
               ):
-    ("The run's folder: the one to resume, else a new `out/<name>-<UTC time>`, removed again if "
-     "the command fails.")
-    if resume is not None: yield Path(resume); return
+    ("The run's folder, as an absolute path: the one to resume, else a new `out/<name>-<UTC time>`, "
+     "removed again if the command fails.")
+    if resume is not None: yield Path(resume).resolve(); return  # the run's files are written from any folder
     from ssl_mae.runs import new_run_dir, STATE
+    out = Path(out).resolve()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this command creates
     run = new_run_dir(out, name, data_roots=[data])
     try: yield run
     except BaseException:
-        # nothing trained: nothing to keep
-        if not (run/STATE).exists(): shutil.rmtree(run, ignore_errors=True)
+        # nothing trained: nothing to keep, not even the empty folders made for it
+        if not (run/STATE).exists():
+            shutil.rmtree(run, ignore_errors=True)
+            for d in made:
+                try: d.rmdir()
+                except OSError: break  # not empty (or not ours to remove)
         raise
 
 # %% ../nbs/09_cli.ipynb #106a9d55
@@ -143,6 +151,14 @@ class Interrupted(KeyboardInterrupt):
     "Ctrl-C during training, saying where the run stands and how to continue it."
 
 # %% ../nbs/09_cli.ipynb #b35b1475
+def one_writer(run:Path, # the run folder
+               sub:str, # the subcommand (pretrain, finetune)
+               data, # the data argument, for the resume command
+              ):
+    "`runs.writer_lock` of a run folder: a second command on it is refused at once, saying how to go on."
+    from ssl_mae.runs import writer_lock
+    return writer_lock(run, f"continue it with `ssl_mae {sub} {data} --resume {run}` once that one has ended")
+
 @contextmanager
 def resumable(run:Path, # the run folder
               sub:str, # the subcommand (pretrain, finetune)
@@ -168,6 +184,22 @@ SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) ins
 Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30",
                       dict(nargs='*', opt=False, type=str)]
 
+def resume_start(learn, # the learner of the run to continue (its folder: `learn.path`)
+                 sub:str, # the subcommand (pretrain, finetune)
+                 product:str, # the file a finished run leaves (encoder.pth, export.pkl)
+                ) -> int:
+    ("The epoch a resumed run goes on from; for a finished run, its best weights to write `product` "
+     "again, or one clear error when it is there.")
+    from ssl_mae.runs import resume_run
+    start, run = resume_run(learn, sub), learn.path
+    if start < learn.cfg.num_epochs: return start
+    if (run/product).exists():
+        raise ValueError(f"--resume {run}: the run is finished ({start} of {learn.cfg.num_epochs} epochs; "
+                         f"{run/product}); to train longer, start a new run with its config: "
+                         f"`ssl_mae {sub} DATA --config {run/'config.json'} num_epochs=N`")
+    learn.load('best', with_opt=False)  # trained to the end, stopped before writing its result
+    return start
+
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
@@ -179,16 +211,16 @@ def cli_pretrain(data:str, # MAD data set or folder of images
      "new run folder.")
     from ssl_mae.data import mae_dls
     from ssl_mae.learner import mae_learner, save_encoder
-    from ssl_mae.runs import resume_run
     flags = ['bonafide_only=True'] if bonafide_only else []
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
     # the run records how its images were prepared
     cfg = cfg if resume else data_alignment(cfg, data)
     images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before the run folder
-    with run_folder(out, 'pretrain', data, resume) as run, resumable(run, 'pretrain', data):
+    with run_folder(out, 'pretrain', data, resume) as run, one_writer(run, 'pretrain', data), \
+         resumable(run, 'pretrain', data):
         learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
-        start = resume_run(learn, 'pretrain') if resume else 0
-        learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
+        start = resume_start(learn, 'pretrain', 'encoder.pth') if resume else 0
+        if start < cfg.num_epochs: learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
         print(f"encoder: {save_encoder(learn, run/'encoder.pth')}")
     return run
 
@@ -210,7 +242,6 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     from ssl_mae.data import scan_mad, mad_dls
     from ssl_mae.learner import load_encoder, mad_learner
     from ssl_mae.pseudo import pseudo_learner
-    from ssl_mae.runs import resume_run
     flags = [*([f'train_dataset={train_style}'] if train_style else []),
              *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
@@ -221,12 +252,13 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     table = scan_mad(data, skip_bad=skip_bad, photos=photos)
     # resuming loads the checkpoint
     enc = load_encoder(encoder, cfg) if encoder and resume is None else None
-    with run_folder(out, 'finetune', data, resume) as run, resumable(run, 'finetune', data):
+    with run_folder(out, 'finetune', data, resume) as run, one_writer(run, 'finetune', data), \
+         resumable(run, 'finetune', data):
         if cfg.pseudo == 'none':
             learn = mad_learner(mad_dls(table, cfg=cfg), cfg, encoder=enc, path=run)
         else: learn = pseudo_learner(table, cfg, encoder=enc, path=run)
-        start = resume_run(learn, 'finetune') if resume else 0
-        learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
+        start = resume_start(learn, 'finetune', 'export.pkl') if resume else 0
+        if start < cfg.num_epochs: learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
         write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
     print(f"detector: {run/'export.pkl'}")
     return run
@@ -259,6 +291,20 @@ def detector_names(styles:list, # the detectors' train styles, in the order give
         names.append(s if count[s] == 1 else f'{s}#{count[s]}')
     return names
 
+# %% ../nbs/09_cli.ipynb #78abae23
+def fused_positions(fuse, # `--fuse`: None (no fusion), True or [] (all), or 1-based positions
+                    n:int, # how many detectors were given
+                   ) -> list:
+    "0-based positions of the detectors `--fuse` averages; [] for no fusion; a clear error for bad ones."
+    if fuse is None or fuse is False: return []
+    pos = list(range(1, n + 1)) if fuse is True or not fuse else list(fuse)
+    if bad := [p for p in pos if not 1 <= p <= n]:
+        raise ValueError(f"--fuse {bad[0]}: positions run from 1 to {n}, the detectors given with --model")
+    if len(set(pos)) < 2:
+        raise ValueError("--fuse averages the scores of several detectors: pass two or more "
+                         "(--model A.pkl --model B.pkl), or name two or more positions")
+    return [p - 1 for p in dict.fromkeys(pos)]
+
 # %% ../nbs/09_cli.ipynb #582f0d1c
 def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                  model:Annotated[list, "detector(s) exported by finetune (RUN/export.pkl)",
@@ -267,7 +313,9 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
                  out:str='runs', # parent folder of the new run folder
                  styles:Annotated[list, "test styles (default: every style of the data)",
                                   _STYLES]=None,
-                 fuse:bool=False, # add a detector scoring each image by the detectors' mean score
+                 fuse:Annotated[list, "add a detector scoring each image by the mean score of the detectors "
+                                      "at these positions of --model (1, 2, ...; none given: all of them)",
+                                dict(nargs='*', type=int, metavar='N')]=None,
                  skip_bad:SkipBad=False,
                 ) -> Path:
     ("Test detectors on P1 of every style: scores, per-style metrics, train × test matrices, "
@@ -276,9 +324,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     from ssl_mae.data import scan_mad
     from ssl_mae.learner import check_test_styles, evaluate, write_plots, write_report
     from ssl_mae.metrics import fuse_scores
-    if fuse and len(model) < 2:
-        raise ValueError("--fuse averages the scores of several detectors: pass two or more "
-                         "(--model A.pkl --model B.pkl)")
+    fused_of = fused_positions(fuse, len(model))
     files = [Path(m).resolve() for m in model]
     if twice := [m for m, f in zip(model, files) if files.count(f) > 1]:
         raise ValueError(f"--model {twice[0]} is given twice: pass each detector once")
@@ -291,8 +337,8 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
         results = [evaluate(learn, tests, style, out=sub(style))
                    for (learn, tests), style in zip(dets, trained)]
         scores = [s for s, _ in results]
-        if fuse:
-            scores.append(fused := fuse_scores(scores))
+        if fused_of:
+            scores.append(fused := fuse_scores([scores[i] for i in fused_of]))
             write_plots(fused, run/fused['train_style'].iloc[0])
         scores = pd.concat(scores, ignore_index=True)  # a fusion's train style: A+B
         # one detector: evaluate wrote it
@@ -313,6 +359,21 @@ def _writable(path:Path) -> Path:
     probe.unlink()
     return path
 
+def image_inputs(images:list, # folders (searched recursively) and image files, as given
+                 out:Path, # the output file, which must not be among them
+                ) -> list:
+    "The image files `images` names, each once; one clear error for a missing path or an `--out` among them."
+    from ssl_mae.data import image_files
+    paths = []
+    for i in map(Path, images):
+        if i.is_dir():
+            if out.is_relative_to(i.resolve()):
+                raise ValueError(f"--out {out} is inside {i}, a folder of images to score: write it elsewhere")
+            paths += image_files(i)
+        elif i.exists(): paths.append(i)
+        else: raise FileNotFoundError(f"{i}: no such image file or folder")
+    return list(dict.fromkeys(map(str, paths)))
+
 def cli_predict(images:Annotated[list, "a folder of images, or image files",
                                  {**_STYLES, 'metavar': 'IMAGE'}],
                 model:Annotated[str, "detector exported by finetune (RUN/export.pkl)",
@@ -323,10 +384,11 @@ def cli_predict(images:Annotated[list, "a folder of images, or image files",
     ("Score a folder or a list of images with a detector; writes a CSV of path, score, decision "
      "and error.")
     from ssl_mae.learner import predict
-    out = _writable(Path(out))
-    folder = len(images) == 1 and Path(images[0]).is_dir()
-    preds = predict(model, images[0] if folder else images, threshold)
-    write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False))
+    from ssl_mae.runs import writer_lock
+    out = _writable(Path(out).resolve())
+    with writer_lock(out, "choose another --out"):
+        preds = predict(model, image_inputs(images, out), threshold)
+        write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False), overwrite=False)
     bad = preds[preds['error'] != '']
     print(f"predictions: {out} ({len(preds) - len(bad)} images scored, "
           f"{int(preds['decision'].sum())} called morphs at threshold {threshold})")
@@ -347,18 +409,20 @@ def side_by_side(reports:dict, # {name: metrics table} (`StyleReport.table` or m
     return t.reset_index()
 
 # %% ../nbs/09_cli.ipynb #7161bed1
-# the knobs of `ssl_mae demo` (≤ 5 min on 2 cores); `overrides`: every run
-DEMO = dict(n_subjects=200, img_size=64, train_style='LMA', pretrain_epochs=25, finetune_epochs=25,
-            overrides=('seed=0',))
+# the knobs of `ssl_mae demo` (its time: `benchmarks/README.md`); `overrides`: every run
+DEMO = dict(n_subjects=800, img_size=112, train_style='LMA', pretrain_epochs=20, finetune_epochs=12,
+            overrides=('seed=0', 'patch_size=16', 'drop_path=0.1', 'recon_weight=0'))
 # `ssl_mae demo --quick`: a smoke test
 QUICK = dict(n_subjects=16, img_size=32, pretrain_epochs=1, finetune_epochs=1,
              overrides=('seed=0', 'patch_size=8', 'batch_size=16'))
+# the bona-fide-only detector: a specialist on self-blends and one on self-morphs, their scores averaged
+SPECIALISTS = ('pseudo_blend_p=1', 'pseudo_blend_p=0')
 
 def run_demo(out='runs', # parent folder of the data set and the demo's run folder
              **knobs, # changes to DEMO
             ) -> Path:
-    ("Synthetic data, MAE pretraining on bona fide faces, then detectors on one style's morphs and "
-     "on pseudo-morphs.")
+    ("Synthetic data, MAE pretraining on bona fide faces, then a detector on one style's morphs and "
+     "two on pseudo-morphs, fused.")
     import pandas as pd
     from ssl_mae.metrics import StyleReport, md_table
     from ssl_mae.runs import new_run_dir
@@ -371,11 +435,11 @@ def run_demo(out='runs', # parent folder of the data set and the demo's run fold
                        overrides=[*ov, f"num_epochs={k['pretrain_epochs']}"])
     ft_ov = [*ov, f"num_epochs={k['finetune_epochs']}"]
     fts = [cli_finetune(data, run, pre/'encoder.pth', k['train_style'], pseudo, pre/'config.json',
-                        overrides=ft_ov)
-           for pseudo in (None, 'only')]
-    ev = cli_evaluate(data, [f/'export.pkl' for f in fts], out=run)
+                        overrides=[*ft_ov, *extra])
+           for pseudo, extra in [(None, []), *(('only', [s]) for s in SPECIALISTS)]]
+    ev = cli_evaluate(data, [f/'export.pkl' for f in fts], out=run, fuse=[2, 3])
     report = StyleReport(pd.read_json(ev/'metrics.json'))
-    table = side_by_side(dict(list(report.table.groupby('train_style', sort=False))))
+    table = side_by_side(dict(list(report.table.groupby('train_style', sort=False))), metrics=('d_eer',))
     md = md_table(table, pct=table.columns[1:]) + ''.join(
         f"\n\nUnseen by {r.train_style} ({r.unseen_styles}): "
         f"D-EER mean {100 * r.mean_d_eer:.2f} %, "
@@ -383,8 +447,8 @@ def run_demo(out='runs', # parent folder of the data set and the demo's run fold
     write_atomic(run/'demo.md', lambda tmp: tmp.write_text(md + '\n'))
     recon = sorted(pre.glob('recon_epoch*.png'))[-1]
     print(f"\nOne MAE pretrained on bona fide images; detectors fine-tuned on {k['train_style']} "
-          f"morphs and on pseudo-morphs alone (P2), tested on P1 of every style; "
-          f"rates in %:\n\n{md}\n\n"
+          f"morphs and on pseudo-morphs alone (self-blends, self-morphs, and the two fused; P2), "
+          f"tested on P1 of every style; D-EER in %:\n\n{md}\n\n"
           f"data: {data}\nreconstructions: {recon}\n"
           f"DET curves: {', '.join(str(ev/t/'det.png') for t in report.train_styles)}\n"
           f"table: {run/'demo.md'}")
@@ -395,22 +459,44 @@ def cli_demo(out:str='runs', # parent folder of the data set and the demo's run 
              quick:bool=False, # tiny settings: a smoke test of the whole job in well under a minute
             ) -> Path:
     ("The main job on synthetic data: MAE on bona fide faces, a detector on one style's morphs and "
-     "one on pseudo-morphs.")
+     "bona-fide-only ones.")
     return run_demo(out, **(QUICK if quick else {}))
+
+# %% ../nbs/09_cli.ipynb #8d02f1fe
+def config_keys(preset:str='tiny', # one of PRESETS
+               ):
+    "A table of every config key: its value in `preset`, its type and its line of help."
+    import dataclasses, pandas as pd
+    from fastcore.docments import docments
+    from ssl_mae.config import _type_name
+    if preset not in PRESETS: raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg, helps, hints = PRESETS[preset](seed=0), docments(MAEConfig), typing.get_type_hints(MAEConfig)
+    rows = [dict(key=f.name, value=getattr(cfg, f.name), type=_type_name(hints[f.name]), help=helps.get(f.name) or '')
+            for f in dataclasses.fields(MAEConfig)]
+    return pd.DataFrame(rows).assign(value=lambda t: t['value'].map(str).where(t['key'] != 'seed', 'None (drawn)'))
+
+def cli_config(preset:Preset='tiny',
+              ) -> None:
+    "List every config key (key=value in pretrain and finetune) with its value in a preset, type and help."
+    t = config_keys(preset)
+    w = t[['key', 'value', 'type']].map(len).max()
+    print(f"config keys (key=value), values of the {preset} preset:")
+    for r in t.itertuples():
+        print(f"  {r.key:<{w['key']}}  {r.value:<{w['value']}}  {r.type:<{w['type']}}  {r.help}")
 
 # %% ../nbs/09_cli.ipynb #5dfa6a25
 COMMANDS = {f.__name__[4:]: f for f in (cli_synth, cli_align, cli_pretrain, cli_finetune,
-                                         cli_evaluate, cli_predict, cli_demo)}  # name -> function
+                                         cli_evaluate, cli_predict, cli_demo, cli_config)}  # name -> function
 # one line, exit code 2
 USER_ERRORS = (CliError, OSError, ValueError, FloatingPointError, ImportError)
 
 def usage() -> str:
     "The top-level help: one line per subcommand."
     w = max(map(len, COMMANDS))
-    return ("usage: ssl_mae <subcommand> [options] [key=value ...]\n\n"
+    return ("usage: ssl_mae <subcommand> [options] [key=value ...]  (ssl_mae --version)\n\n"
             + '\n'.join(f"  {k:<{w}}  {f.__doc__}" for k, f in COMMANDS.items())
-            + "\n\n`ssl_mae <subcommand> --help` lists its options; "
-              "key=value words override config fields."
+            + "\n\n`ssl_mae <subcommand> --help` lists its options; key=value words override config "
+              "fields in pretrain and finetune (`ssl_mae config` lists them)."
             + "\nErrors print one line; SSL_MAE_TRACEBACK=1 shows the traceback as well.")
 
 # %% ../nbs/09_cli.ipynb #1ead2a84
@@ -420,7 +506,12 @@ def parse(sub:str, # subcommand name
     ("Keyword arguments of `COMMANDS[sub]` from command-line words; `CliError` (one line) for bad "
      "words.")
     p = anno_parser(COMMANDS[sub], prog=f'ssl_mae {sub}')
-    def error(msg): raise CliError(f"{msg} (see ssl_mae {sub} --help)")
+    keyed = 'overrides' in inspect.signature(COMMANDS[sub]).parameters
+    def error(msg):
+        if not keyed and (kv := [w for w in words if '=' in w and not w.startswith('-')]):
+            msg = (f"{kv[0]}: ssl_mae {sub} takes no key=value config overrides (they set up training runs: "
+                   "pretrain, finetune)")
+        raise CliError(f"{msg} (see ssl_mae {sub} --help)")
     p.error = error
     kw = vars(p.parse_intermixed_args(words))  # options and key=value words in any order
     for k in ('pdb', 'xtra'): kw.pop(k, None)  # fastcore's hidden debugging options
@@ -449,6 +540,7 @@ def main(argv:list|None=None, # words after `ssl_mae`; default: sys.argv[1:]
         ) -> int:
     "Run `ssl_mae <subcommand> ...`; return the exit code (2 for a user error, 130 for Ctrl-C)."
     argv = sys.argv[1:] if argv is None else list(map(str, argv))
+    if argv[:1] == ['--version']: print(f"ssl_mae {__version__}"); return 0
     if not argv or argv[0] in ('-h', '--help'):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

@@ -19,8 +19,9 @@ from fastcore.basics import patch
 from fastcore.imports import in_notebook
 
 # %% auto #0
-__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'PSEUDO_MODES', 'LORA_TARGETS',
-           'IMAGENET_MEAN', 'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override', 'interactive']
+__all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'PSEUDO_MODES', 'PRECISIONS',
+           'LORA_TARGETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override',
+           'interactive']
 
 # %% ../nbs/00_config.ipynb #b5267c10
 STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the SSL_MAE data
@@ -30,6 +31,7 @@ POOLS = ('token', 'avg', 'max')  # classifier input: cls token, mean or element-
 SCHEDULERS = ('cosine', 'constant')  # learning-rate schedules
 ADAPTERS = ('full', 'lora')  # fine-tuning: every weight, or low-rank adapters on a frozen encoder
 PSEUDO_MODES = ('none', 'only', 'mix')  # a detector's morphs: the train style's, pseudo-morphs alone, or both
+PRECISIONS = ('fp32', 'bf16', 'fp16')  # training arithmetic: float32, or mixed precision (fp16 with loss scaling)
 LORA_TARGETS = ('q', 'k', 'v', 'proj', 'fc1', 'fc2')  # layers of an encoder block LoRA can adapt
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -164,6 +166,10 @@ class MAEConfig:
     pseudo_jpeg_p: float = 0.5  # share of training images (both classes) JPEG-compressed after pairing
     pseudo_jpeg_quality: tuple[int, int] = (40, 100)  # JPEG quality range
     pseudo: str = 'none'  # a detector's morphs: train_dataset's ('none'), pseudo-morphs alone ('only'), or both
+    # speed: switches for a GPU (on a CPU the defaults are the fastest)
+    precision: str = 'fp32'  # training arithmetic: 'fp32', or mixed precision 'bf16' or 'fp16' (loss scaling)
+    compile: bool = False  # torch.compile the model for training
+    num_workers: int | None = None  # loader processes; None: from the visible cores with a GPU, 0 without
     seed: int | None = None  # fixed seed, or None to draw one (stored here once drawn)
 
     def __post_init__(self):
@@ -200,10 +206,10 @@ def _problems(c:MAEConfig):
     yield from _each(c, 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth '
                         'decoder_num_heads proj_dim num_epochs batch_size lora_rank',
                      lambda v: v >= 1, 'a positive integer')
-    yield from _each(c, 'mlp_ratio learning_rate pretrain_base_lr lora_alpha', lambda v: v > 0,
-                     'a positive number')
+    yield from _each(c, 'mlp_ratio learning_rate pretrain_base_lr lora_alpha', lambda v: 0 < v < math.inf,
+                     'a positive finite number')
     yield from _each(c, 'margin recon_weight weight_decay rotate_deg freeze_lastN warmup_epochs',
-                     lambda v: v >= 0, 'zero or more')
+                     lambda v: 0 <= v < math.inf, 'zero or more, finite')
     yield from _each(c, 'mask_ratio dropout_p drop_path blur_p color_jitter lora_dropout',
                      lambda v: 0 <= v < 1, 'a number in [0, 1)')
     yield from _each(c, 'pseudo_blend_p pseudo_quality_p pseudo_face_p pseudo_capture_p pseudo_spectral_p '
@@ -215,7 +221,8 @@ def _problems(c:MAEConfig):
     yield from _each(c, 'pseudo_jpeg_quality', lambda v: 1 <= v[0] <= v[1] <= 100,
                      '(low, high) with 1 <= low <= high <= 100')
     for k, allowed in [('loss', LOSSES), ('freeze_strategy', FREEZE_STRATEGIES), ('global_pool', POOLS),
-                       ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS), ('pseudo', PSEUDO_MODES)]:
+                       ('lr_scheduler', SCHEDULERS), ('adapter', ADAPTERS), ('pseudo', PSEUDO_MODES),
+                       ('precision', PRECISIONS)]:
         if getattr(c, k) not in allowed: yield k, getattr(c, k), f"one of {', '.join(allowed)}"
     if c.patch_size >= 1 and any(s < 1 or s % c.patch_size for s in c.img_hw):
         yield 'img_size', c.img_size, f'positive and divisible by patch_size={c.patch_size}'
@@ -240,6 +247,8 @@ def _problems(c:MAEConfig):
     if not all(s > 0 for s in c.std): yield 'std', c.std, 'positive values'
     if not c.train_dataset: yield 'train_dataset', c.train_dataset, 'a style name'
     if not c.test_datasets: yield 'test_datasets', c.test_datasets, 'at least one style name'
+    if c.num_workers is not None and c.num_workers < 0:
+        yield 'num_workers', c.num_workers, 'zero or more, or None to choose from the cores'
     if not 0 <= c.seed < 2**32: yield 'seed', c.seed, 'an integer in [0, 2**32), or None to draw one'
     if c.align is not None:
         from ssl_mae.faces import AlignSettings  # faces imports this module: imported only when needed
@@ -286,13 +295,15 @@ def vit_large(cls:MAEConfig, **kw):
 # %% ../nbs/00_config.ipynb #5a41be69
 def write_atomic(path, # the file to (over)write
                  write, # `write(tmp)` writes the whole content to the temporary path `tmp` it is given
+                 overwrite:bool=True, # False: a `path` that exists by then is an error, never replaced
                 ) -> Path:
     "Write `path` whole or not at all: `write` fills a temporary file beside it, which then replaces it."
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.tmp')
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if overwrite: os.replace(tmp, path)
+        else: os.link(tmp, path)  # fails if `path` appeared meanwhile, whoever wrote it
     finally: tmp.unlink(missing_ok=True)
     return path
 

@@ -22,19 +22,19 @@ from PIL import Image, UnidentifiedImageError
 from fastcore.basics import merge, store_attr
 from fastai.data.block import DataBlock, CategoryBlock
 from fastai.data.core import TfmdDL
-from fastai.data.transforms import ColSplitter, IndexSplitter, Normalize, get_image_files
+from fastai.data.transforms import ColSplitter, IndexSplitter, Normalize, image_extensions
 from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, Rotate, Zoom, Brightness, Contrast, setup_aug_tfms
 from fastai.vision.augment import DisplayedTransform
-from fastai.torch_core import TensorImage, set_seed
+from fastai.torch_core import TensorImage, set_seed, num_distrib
 from .config import MAEConfig
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'BadImageError', 'open_image',
            'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'bad_images', 'scan_mad',
            'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'protocol_tables', 'RGBImage', 'RandBlur',
-           'mad_augs', 'CachedDL', 'mad_dls', 'mad_test_dl', 'mae_dls']
+           'mad_augs', 'CachedDL', 'visible_cores', 'loader_kwargs', 'mad_dls', 'mad_test_dl', 'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -98,8 +98,19 @@ def subject_ids(subject:str) -> list[str]:
 
 # %% ../nbs/02_data.ipynb #76928d72
 def image_files(folder) -> list[Path]:
-    "Every image file under `folder` (recursive, hidden folders skipped), sorted."
-    return sorted(get_image_files(folder))
+    ("Every image file under `folder` (recursive, hidden folders skipped), each once, sorted; symbolic links "
+     "are followed inside `folder` only, and never round a cycle.")
+    root, seen, found = Path(folder).resolve(), set(), {}
+    for d, dirs, files in os.walk(folder, followlinks=True):
+        real = Path(d).resolve()
+        if real in seen or not real.is_relative_to(root): dirs[:] = []; continue  # a cycle, or outside
+        seen.add(real)
+        dirs[:] = [s for s in dirs if not s.startswith('.')]
+        for f in files:
+            p = Path(d)/f
+            if p.suffix.lower() in image_extensions and (r := p.resolve()).is_relative_to(root):
+                if r not in found or Path(os.path.abspath(p)) == r: found[r] = p  # once, by its own path if seen
+    return sorted(found.values())
 
 # %% ../nbs/02_data.ipynb #e068b61e
 LAYOUTS = {'seed': ('label', 'style', 'split'),  # folder levels of each layout
@@ -384,6 +395,20 @@ class CachedDL(TfmdDL):
             self.cache[s], self.cached_bytes = item, self.cached_bytes + size
         return item
 
+# %% ../nbs/02_data.ipynb #6497b03e
+def visible_cores() -> int:
+    "CPU cores this process may run on."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+def loader_kwargs(cfg:MAEConfig|None, # its `num_workers`: a number, or None to choose
+                  num_workers:int|None=None, # overrides `cfg.num_workers` when given
+                 ) -> dict:
+    "fastai DataLoader arguments from the config: worker processes, and pinned memory with a GPU."
+    gpu = torch.cuda.is_available()
+    n = num_workers if num_workers is not None else getattr(cfg, 'num_workers', None)
+    if n is None: n = max(0, min(8, visible_cores()//max(1, num_distrib()) - 1)) if gpu else 0
+    return dict(num_workers=n, pin_memory=gpu)
+
 # %% ../nbs/02_data.ipynb #d3f144f3
 def _path(o): return o['path'] if isinstance(o, pd.Series) else o
 def _class(r): return CLASSES[int(r['label'])]
@@ -392,7 +417,7 @@ def _resize(cfg): return Resize(cfg.img_hw, method='squish')
 def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an `is_valid` column
             train_style:str|None=None, # style trained on (default cfg.train_dataset)
             cfg:MAEConfig|None=None, # img_size, batch_size, augmentations, normalisation, split
-            num_workers:int=0, # DataLoader worker processes
+            num_workers:int|None=None, # DataLoader worker processes; None: `loader_kwargs`' choice
            ):
     "fastai DataLoaders of (image, label) for the detector, augmenting the training batches."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
@@ -403,8 +428,8 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
                       batch_tfms=[*mad_augs(cfg), Normalize.from_stats(cfg.mean, cfg.std)])
     bs = min(cfg.batch_size, int((~train['is_valid']).sum()))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
-    return block.dataloaders(train.reset_index(drop=True), bs=bs, num_workers=num_workers,
-                             dl_type=CachedDL)
+    return block.dataloaders(train.reset_index(drop=True), bs=bs, dl_type=CachedDL,
+                             **loader_kwargs(cfg, num_workers))
 
 # %% ../nbs/02_data.ipynb #3182dd43
 def _skipped(tl, x) -> int:
@@ -429,7 +454,7 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
             valid_pct:float=0.1, # share of images kept for validation
             skip_bad:bool=False, # leave out unreadable images (with a warning) instead of raising
             batch_tfms=(), # extra batch transforms (augmentations), before normalisation
-            num_workers:int=0, # DataLoader worker processes
+            num_workers:int|None=None, # DataLoader worker processes; None: `loader_kwargs`' choice
            ):
     "fastai DataLoaders of (images,) for masked-autoencoder pretraining."
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
@@ -451,4 +476,4 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
                       batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     bs = min(cfg.batch_size, len(items) - len(valid))
-    return block.dataloaders(items, bs=bs, num_workers=num_workers, dl_type=CachedDL)
+    return block.dataloaders(items, bs=bs, dl_type=CachedDL, **loader_kwargs(cfg, num_workers))

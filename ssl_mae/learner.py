@@ -14,7 +14,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 
 # %% ../nbs/08_learner.ipynb #d94c5fd1
 from __future__ import annotations
-import json, warnings
+import copy, json, warnings
 from itertools import islice
 from contextlib import contextmanager
 from functools import partial
@@ -39,17 +39,22 @@ from .callbacks import *
 from .runs import *
 
 # %% auto #0
-__all__ = ['mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'check_test_styles', 'alignment',
-           'score_images', 'check_inputs', 'write_report', 'write_plots', 'evaluate', 'load_exported', 'predict',
-           'CPUDistributedDL', 'ddp_ctx']
+__all__ = ['speed_callbacks', 'mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'check_test_styles',
+           'alignment', 'score_images', 'check_inputs', 'write_report', 'write_plots', 'evaluate', 'load_exported',
+           'predict', 'CPUDistributedDL', 'ddp_ctx']
 
 # %% ../nbs/08_learner.ipynb #90e0486c
 def _adamw(cfg:MAEConfig): return partial(Adam, mom=cfg.betas[0], sqr_mom=cfg.betas[1], eps=1e-8)
 
+def speed_callbacks(cfg:MAEConfig) -> list:
+    "The callbacks of `cfg.precision` and `cfg.compile`: `Precision` unless fp32, `Compile` if asked."
+    amp = getattr(cfg, 'precision', 'fp32')  # configs pickled before these fields: fp32, eager
+    return [*([Precision(amp)] if amp != 'fp32' else []), *([Compile()] if getattr(cfg, 'compile', False) else [])]
+
 def _run_learner(dls, model, cfg:MAEConfig, path:Path, kind:str, monitor:str, cbs, **kwargs):
-    "A fastai Learner for a `kind` run in `path`: AdamW, run callbacks, quiet epoch lines."
-    cbs = [NoDecayTokens(), RunLog(cfg.seed), RunCheckpoint(monitor, kind=kind), NonFiniteLoss(),
-           *L(cbs)]
+    "A fastai Learner for a `kind` run in `path`: AdamW, run callbacks, speed switches, quiet epoch lines."
+    cbs = [NoDecayTokens(), RunLog(cfg.seed), RunCheckpoint(monitor, kind=kind), NonFiniteLoss(), CtrlC(),
+           *speed_callbacks(cfg), *L(cbs)]
     learn = Learner(dls, model, opt_func=_adamw(cfg), wd=cfg.weight_decay, moms=(cfg.betas[0],) * 3,
                     train_bn=False, path=path, model_dir='.', cbs=cbs, **kwargs)
     learn.cfg = cfg  # kept by `learn.export()`: the CLI reads the train style and geometry from it
@@ -85,8 +90,8 @@ def save_encoder(learn:Learner, # a pretraining learner (`mae_learner`)
 def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file or a `load_pretrained` one
                  cfg:MAEConfig, # the run's config: its geometry must match the checkpoint's
                 ) -> MaskedAutoencoder:
-    "The autoencoder a detector starts from: fresh (random weights) when `src` is None."
-    if isinstance(src, MaskedAutoencoder): return src
+    "A new autoencoder for a detector to start from: a copy of `src`, or fresh (random weights) when it is None."
+    if isinstance(src, MaskedAutoencoder): return copy.deepcopy(src)  # fine-tuning must not change `src`
     set_seed(cfg.seed)  # the random parts (all, or the decoder an encoder file lacks): run's seed
     if src is None: return MaskedAutoencoder.from_cfg(cfg)
     with warnings.catch_warnings():
@@ -256,7 +261,8 @@ def load_exported(path) -> Learner:
     "A learner saved by `learn.export()`, with a clear error when `path` is not one."
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Exported learner {path} not found (write one: learn.export())")
+        raise FileNotFoundError(f"Exported detector {path} not found: pass the RUN/export.pkl that "
+                                "`ssl_mae finetune` writes (in Python, `learn.export()`)")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         try: learn = load_learner(path)
@@ -268,7 +274,8 @@ def load_exported(path) -> Learner:
     except ValueError as e:
         raise ValueError(f"{path} was trained on faces this ssl_mae cannot align alike: "
                          f"{e}") from None
-    return learn
+    # scores in float32 and eagerly on any machine: precision and compile were training switches
+    return learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, (Precision, Compile))])
 
 # %% ../nbs/08_learner.ipynb #cd748498
 def predict(src, # a detector Learner, or the path of one saved with `learn.export()`

@@ -8,6 +8,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/pseudo.html.md"""
 # %% ../nbs/08a_pseudo.ipynb #24002de8
 from __future__ import annotations
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
 import matplotlib.pyplot as plt
@@ -23,23 +24,53 @@ from fastai.torch_core import TensorImage, TensorCategory, set_seed
 from .config import MAEConfig
 from .synth import read_landmarks
 from .data import (CLASSES, CachedDL, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb,
+                          loader_kwargs, visible_cores,
                           split_by_subject, train_table,
                           _class, _path, _resize)  # the getters and resize `mad_dls` uses
 from .callbacks import JointMAE
 from .learner import mad_learner
 
 # %% auto #0
-__all__ = ['HULLS', 'KINDS', 'MODES', 'show_rows', 'face_masks', 'gauss_blur', 'soft_masks', 'move', 'colour_change',
+__all__ = ['HULLS', 'KINDS', 'MODES', 'Draws', 'show_rows', 'face_masks', 'gauss_blur', 'soft_masks', 'move', 'colour_change',
            'quality_change', 'self_blend', 'similarity', 'align', 'self_morph', 'hf_var', 'match_noise',
            'spectral_artefact', 'jpeg', 'pseudo_morph', 'trivial_features', 'shortcut_audit', 'pseudo_pool',
-           'Landmarks', 'PoolRow', 'other_captures', 'pseudo_dls', 'PseudoMorph', 'pseudo_learner']
+           'Landmarks', 'PoolRow', 'other_captures', 'pseudo_dls', 'PseudoMorph', 'audit_pairs', 'pseudo_learner']
 
 # %% ../nbs/08a_pseudo.ipynb #c5590144
-def _uniform(g, n, lo, hi): return lo + (hi - lo)*torch.rand(n, generator=g)
-def _choice(g, n, values):
-    i = torch.randint(len(values), (n,), generator=g)
-    return torch.as_tensor(values, dtype=torch.float32)[i]
-def _coin(g, n, p): return torch.rand(n, generator=g) < p
+class Draws:
+    "One random stream per image, so an image's draws do not depend on the batch it is in."
+    def __init__(self, seeds, # one seed per image
+                 device='cpu'): # where the drawn tensors go
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.device = torch.device(device)
+
+    @classmethod
+    def of(cls, g, n:int, device='cpu') -> Draws:
+        "`g` itself if it is `Draws`, else `n` streams seeded from the `torch.Generator` `g`."
+        if isinstance(g, Draws): return g
+        return cls(torch.randint(2**62, (n,), generator=g).tolist(), device)
+
+    def __len__(self): return len(self.gens)
+    def __getitem__(self, sel) -> Draws:
+        "The streams of the images `sel` picks (a boolean mask or indices); they go on where they stood."
+        sub = Draws((), self.device)
+        sub.gens = [self.gens[i] for i in torch.arange(len(self))[torch.as_tensor(sel).cpu()].tolist()]
+        return sub
+
+    def _each(self, draw, shape) -> torch.Tensor:
+        if not self.gens: return torch.empty(0, *shape, device=self.device)
+        return torch.stack([draw(g) for g in self.gens]).to(self.device)
+    def rand(self, *shape): return self._each(lambda g: torch.rand(shape, generator=g), shape)
+    def randint(self, high:int, *shape): return self._each(lambda g: torch.randint(high, shape, generator=g), shape)
+    def randn(self, *shape):
+        "(B, *shape) normal draws made on the device, each from a seed of its image's stream."
+        gen = lambda s: torch.Generator(self.device).manual_seed(s)
+        return self._each(lambda g: torch.randn(shape, generator=gen(int(torch.randint(2**62, (), generator=g))),
+                                                device=self.device), shape)
+
+def _uniform(g, lo, hi): return lo + (hi - lo)*g.rand()
+def _choice(g, values): return torch.as_tensor(values, dtype=torch.float32, device=g.device)[g.randint(len(values))]
+def _coin(g, p): return g.rand() < p
 def _b(v): return v[:, None, None, None]  # per-image values (B,) over (B, C, H, W)
 
 # %% ../nbs/08a_pseudo.ipynb #3dd516f9
@@ -66,13 +97,13 @@ HULLS = ('face', 'face+forehead', 'inner')  # the landmark point sets a face mas
 
 def face_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels (x, y); a row with NaN: unknown
                size:tuple, # (H, W) of the masks
-               g:torch.Generator, # draws the hull (or ellipse) of each image
+               g, # `Draws` (or a `torch.Generator`): the hull (or ellipse) of each image
               ) -> torch.Tensor:
     "Binary (B, 1, H, W) face masks: a landmark hull, or an ellipse where landmarks are unknown."
     (H, W), B = size, len(lms)
-    out = np.zeros((B, H, W), np.float32)
-    kind = torch.randint(len(HULLS), (B,), generator=g).tolist()
-    lift, jit = _uniform(g, B, .02, .1).tolist(), (torch.rand(B, 4, generator=g) - .5).tolist()
+    g, out = Draws.of(g, B, lms.device), np.zeros((B, H, W), np.float32)
+    kind = g.randint(len(HULLS)).tolist()
+    lift, jit = _uniform(g, .02, .1).tolist(), (g.rand(4) - .5).tolist()
     for i, lm in enumerate(lms.cpu().numpy()):
         if not np.isfinite(lm).all():
             c = (W*(.5 + .05*jit[i][0]), H*(.55 + .05*jit[i][1]))
@@ -86,17 +117,18 @@ def face_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels (x, y); a row 
                'inner': lm[17:68]}[HULLS[kind[i]]]
         hull = cv2.convexHull(np.round(pts*16).astype(np.int32))
         cv2.fillConvexPoly(out[i], hull, 1., cv2.LINE_AA, shift=4)
-    return torch.from_numpy(out)[:, None]
+    return torch.from_numpy(out)[:, None].to(lms.device)
 
 # %% ../nbs/08a_pseudo.ipynb #cf482075
 def gauss_blur(x:torch.Tensor, # (B, C, H, W) images
                sigma:torch.Tensor, # (B,) Gaussian std of each image, in pixels
+               top:float|None=None, # the largest std `sigma` can hold (the kernel's reach); None: its max
               ) -> torch.Tensor:
     ("Each image blurred with its own Gaussian (separable, reflected borders), all in two grouped "
      "convolutions.")
     B, C, H, W = x.shape
-    r = max(1, min(int(math.ceil(3*float(sigma.max()))), min(H, W)//2 - 1))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    r = max(1, min(int(math.ceil(3*float(sigma.max() if top is None else top))), min(H, W)//2 - 1))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-.5*(t/sigma[:, None].clamp_min(.1))**2)
     k = (k/k.sum(1, keepdim=True)).repeat_interleave(C, 0)
     y = F.pad(x.reshape(1, B*C, H, W), (r, r, r, r), mode='reflect')
@@ -104,29 +136,29 @@ def gauss_blur(x:torch.Tensor, # (B, C, H, W) images
     return y.reshape(B, C, H, W)
 
 # %% ../nbs/08a_pseudo.ipynb #8a7b358c
-def _flow_grid(B, H, W, amp, g):
+def _flow_grid(H, W, amp, g):
     ("A sampling grid: the identity plus a smooth random displacement of up to `amp` (a fraction "
      "of the size).")
-    flow = F.interpolate((torch.rand(B, 2, 4, 4, generator=g)*2 - 1)*2*amp, (H, W), mode='bicubic',
-                         align_corners=False)
-    eye = F.affine_grid(torch.eye(2, 3).expand(B, 2, 3), [B, 1, H, W], align_corners=False)
+    B = len(g)
+    flow = F.interpolate((g.rand(2, 4, 4)*2 - 1)*2*amp, (H, W), mode='bicubic', align_corners=False)
+    eye = F.affine_grid(torch.eye(2, 3, device=g.device).expand(B, 2, 3), [B, 1, H, W], align_corners=False)
     return eye + flow.permute(0, 2, 3, 1)
 
 def soft_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels; NaN where unknown
                size:tuple, # (H, W)
-               g:torch.Generator,
+               g, # `Draws` (or a `torch.Generator`)
                elastic:float=.03, # largest elastic displacement, a fraction of the size
                blur:tuple=(.005, .05), # range of the blur std, a fraction of the width
               ) -> torch.Tensor:
     ("Blend weights (B, 1, H, W) in [0, 1], maximum 1: face masks deformed, eroded and blurred "
      "(SBI's recipe).")
-    (H, W), B = size, len(lms)
+    (H, W), g = size, Draws.of(g, len(lms), lms.device)
     h, w = H//2, W//2
     m = face_masks((lms + .5)/2 - .5, (h, w), g)
-    m = F.grid_sample(m, _flow_grid(B, h, w, elastic, g), align_corners=False)
-    m = gauss_blur(m, _uniform(g, B, blur[0], blur[1]/2)*w)
+    m = F.grid_sample(m, _flow_grid(h, w, elastic, g), align_corners=False)
+    m = gauss_blur(m, _uniform(g, blur[0], blur[1]/2)*w, top=blur[1]/2*w)
     m = (m >= .99*_b(m.flatten(1).amax(1))).float()  # the fully covered core
-    m = F.interpolate(gauss_blur(m, _uniform(g, B, *blur)*w), (H, W), mode='bilinear',
+    m = F.interpolate(gauss_blur(m, _uniform(g, *blur)*w, top=blur[1]*w), (H, W), mode='bilinear',
                       align_corners=False)
     return m/_b(m.flatten(1).amax(1).clamp_min(1e-6))
 
@@ -138,8 +170,8 @@ def move(x:torch.Tensor, # (B, C, H, W) images
         ) -> torch.Tensor:
     "Each image zoomed by `zoom` about `centre`, then shifted by `shift`."
     B = len(x)
-    c = torch.zeros(B, 2) if centre is None else centre
-    theta = torch.zeros(B, 2, 3)
+    c = torch.zeros(B, 2, device=x.device) if centre is None else centre
+    theta = torch.zeros(B, 2, 3, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1/zoom
     theta[:, :, 2] = c - c/zoom[:, None] - 2*shift/zoom[:, None]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -147,13 +179,13 @@ def move(x:torch.Tensor, # (B, C, H, W) images
 
 # %% ../nbs/08a_pseudo.ipynb #56219948
 def colour_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
-                  g:torch.Generator,
+                  g, # `Draws` (or a `torch.Generator`)
                   # largest changes (±)
                   rgb:float=20/255, sat:float=.1, contrast:float=.1, bright:float=.1,
                  ) -> torch.Tensor:
     "SBI's colour change of each image: RGB shift, saturation, contrast, brightness."
-    B = len(x)
-    sym = lambda *s: torch.rand(B, *s, generator=g)*2 - 1
+    g = Draws.of(g, len(x), x.device)
+    sym = lambda *s: g.rand(*s)*2 - 1
     x = x + sym(3, 1, 1)*rgb
     grey = x.mean(1, keepdim=True)
     x = grey + (x - grey)*(1 + sym(1, 1, 1)*sat)
@@ -161,33 +193,36 @@ def colour_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
     return (x - mean)*(1 + sym(1, 1, 1)*contrast) + mean + sym(1, 1, 1)*bright
 
 # %% ../nbs/08a_pseudo.ipynb #5dba5597
-def quality_change(x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
-    ("SBI's quality change of each image: down-and-up scaling (1/4 to 1/2, one factor per call) or "
-     "sharpening.")
+def quality_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
+                   g, # `Draws` (or a `torch.Generator`)
+                  ) -> torch.Tensor:
+    "SBI's quality change of each image: down-and-up scaling (1/4 to 1/2) or sharpening."
     B, _, H, W = x.shape
-    f = float(_uniform(g, 1, .25, .5))
-    down = F.interpolate(F.interpolate(x, scale_factor=f, mode='area'), (H, W), mode='bilinear',
-                         align_corners=False)
-    sharp = x + _b(_uniform(g, B, .2, .5))*(x - gauss_blur(x, torch.ones(B)))
-    return torch.where(_b(_coin(g, B, .5)), down, sharp)
+    g = Draws.of(g, B, x.device)
+    scale = lambda im, f: F.interpolate(F.interpolate(im[None], scale_factor=f, mode='area'), (H, W),
+                                        mode='bilinear', align_corners=False)[0]
+    down = torch.stack([scale(im, f) for im, f in zip(x, _uniform(g, .25, .5).tolist())]) if B else x
+    sharp = x + _b(_uniform(g, .2, .5))*(x - gauss_blur(x, torch.ones(B, device=x.device)))
+    return torch.where(_b(_coin(g, .5)), down, sharp)
 
 # %% ../nbs/08a_pseudo.ipynb #f08a3d3d
 def self_blend(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN where unknown
-               g:torch.Generator,
+               g, # `Draws` (or a `torch.Generator`)
                cfg:MAEConfig, # pseudo_blend_ratios, pseudo_quality_p
               ) -> tuple:
     ("(self-blends, blend weights (B, 1, H, W)): a recoloured, moved copy pasted into the image "
      "through a soft mask.")
     B, _, H, W = x.shape
+    g = Draws.of(g, B, x.device)
     changed = colour_change(x, g)
     if cfg.pseudo_quality_p > 0:
-        use = _b(_coin(g, B, cfg.pseudo_quality_p))
+        use = _b(_coin(g, cfg.pseudo_quality_p))
         changed = torch.where(use, quality_change(changed, g), changed)
-    on_copy = _b(_coin(g, B, .5))
+    on_copy = _b(_coin(g, .5))
     src, dst = torch.where(on_copy, changed, x), torch.where(on_copy, x, changed)
-    src = move(src, _uniform(g, B, .95, 1.05), (torch.rand(B, 2, generator=g)*2 - 1)*.03)
-    w = soft_masks(lms, (H, W), g)*_b(_choice(g, B, cfg.pseudo_blend_ratios))
+    src = move(src, _uniform(g, .95, 1.05), (g.rand(2)*2 - 1)*.03)
+    w = soft_masks(lms, (H, W), g)*_b(_choice(g, cfg.pseudo_blend_ratios))
     return (w*src + (1 - w)*dst).clamp(0, 1), w
 
 # %% ../nbs/08a_pseudo.ipynb #e485db82
@@ -209,24 +244,25 @@ def align(other:torch.Tensor, # (B, C, H, W) images
          ) -> torch.Tensor:
     "`other` moved by the similarity that best maps `other_lms` onto `lms` (reflected borders)."
     B, _, H, W = other.shape
-    ys, xs = torch.meshgrid(*(torch.arange(n, dtype=other.dtype) for n in (H, W)), indexing='ij')
+    ys, xs = torch.meshgrid(*(torch.arange(n, dtype=other.dtype, device=other.device) for n in (H, W)),
+                            indexing='ij')
     px = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3)
     src = torch.einsum('bij,nj->bni', similarity(lms, other_lms), px)  # where each output pixel comes from
-    grid = ((src + .5)/torch.tensor([W, H])*2 - 1).reshape(B, H, W, 2)
+    grid = ((src + .5)/torch.tensor([W, H], device=other.device)*2 - 1).reshape(B, H, W, 2)
     return F.grid_sample(other, grid, padding_mode='reflection', align_corners=False)
 
 # %% ../nbs/08a_pseudo.ipynb #ac9063e3
 def _centres(lms, H, W):
     ("Nose tips (landmark 30) in `grid_sample` coordinates; the image centre where landmarks are "
      "unknown.")
-    c = (lms[:, 30] + .5)/torch.tensor([W, H])*2 - 1
+    c = (lms[:, 30] + .5)/torch.tensor([W, H], device=lms.device)*2 - 1
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
 def _known(lms): return torch.isfinite(lms).flatten(1).all(1)
 
 def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN where unknown
-               g:torch.Generator,
+               g, # `Draws` (or a `torch.Generator`)
                cfg:MAEConfig, # pseudo_zoom, pseudo_morph_weights, pseudo_face_p, pseudo_capture_p
                other:torch.Tensor|None=None, # (B, 3, H, W) another capture of each image's subject
                other_lms:torch.Tensor|None=None, # (B, 68, 2) its landmarks in pixels; NaN: there is none
@@ -234,16 +270,17 @@ def self_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
     ("(self-morphs, blend weights (B, 1, H, W)): each image cross-dissolved with another capture of "
      "its subject put onto it, or with a zoomed copy of itself.")
     B, _, H, W = x.shape
-    zoom, shift = _uniform(g, B, *cfg.pseudo_zoom), (torch.rand(B, 2, generator=g)*2 - 1)*.01
-    use = torch.zeros(B, dtype=torch.bool)  # which images get another capture
-    if other is not None: use = _coin(g, B, cfg.pseudo_capture_p) & _known(other_lms) & _known(lms)
+    g = Draws.of(g, B, x.device)
+    zoom, shift = _uniform(g, *cfg.pseudo_zoom), (g.rand(2)*2 - 1)*.01
+    use = torch.zeros(B, dtype=torch.bool, device=x.device)  # which images get another capture
+    if other is not None: use = _coin(g, cfg.pseudo_capture_p) & _known(other_lms) & _known(lms)
     z = torch.empty_like(x)
     if use.any(): z[use] = align(other[use], other_lms[use], lms[use])
     if (zoomed := ~use).any():
         z[zoomed] = move(x[zoomed], zoom[zoomed], shift[zoomed], _centres(lms[zoomed], H, W))
-    w = torch.ones(B, 1, H, W)
-    if (face := _coin(g, B, cfg.pseudo_face_p)).any(): w[face] = soft_masks(lms[face], (H, W), g)
-    w = w*_b(_choice(g, B, cfg.pseudo_morph_weights))
+    w = torch.ones(B, 1, H, W, device=x.device)
+    if (face := _coin(g, cfg.pseudo_face_p)).any(): w[face] = soft_masks(lms[face], (H, W), g[face])
+    w = w*_b(_choice(g, cfg.pseudo_morph_weights))
     return ((1 - w)*x + w*z).clamp(0, 1), w
 
 # %% ../nbs/08a_pseudo.ipynb #5e450b06
@@ -267,51 +304,57 @@ def hf_var(x:torch.Tensor, k:int=7) -> torch.Tensor:
 # %% ../nbs/08a_pseudo.ipynb #fa652a91
 def match_noise(fake:torch.Tensor, # (B, C, H, W) pseudo-morphs
                 orig:torch.Tensor, # (B, C, H, W) the images they were made from
-                g:torch.Generator,
+                g, # `Draws` (or a `torch.Generator`)
                 cap:float=2., # at most `cap` x the image's median local variance is restored
                ) -> torch.Tensor:
     "`fake` plus white noise where it lost high-frequency variance against `orig`."
     vo = hf_var(orig)
     lost = torch.minimum((vo - hf_var(fake)).clamp_min(0), cap*_b(vo.flatten(1).median(1).values))
     # .64: the residual's gain on white noise
-    return fake + torch.randn(fake.shape, generator=g)*(lost/.64).sqrt()
+    return fake + Draws.of(g, len(fake), fake.device).randn(*fake.shape[1:])*(lost/.64).sqrt()
 
 # %% ../nbs/08a_pseudo.ipynb #1b987bd0
 def spectral_artefact(x:torch.Tensor, # (B, C, H, W) images
-                      g:torch.Generator,
+                      g, # `Draws` (or a `torch.Generator`)
                       amp:float=.5, # largest relative change of a high frequency's magnitude
                      ) -> torch.Tensor:
     "Images with a random blocky pattern mixed into the magnitude of their high frequencies."
     B, C, H, W = x.shape
     X = torch.fft.rfft2(x)
-    pat = F.interpolate(torch.rand(B, 1, 8, 8, generator=g), X.shape[-2:], mode='nearest')
-    fy, fx = torch.fft.fftfreq(H).abs()[:, None], torch.fft.rfftfreq(W)[None]
+    pat = F.interpolate(Draws.of(g, B, x.device).rand(1, 8, 8), X.shape[-2:], mode='nearest')
+    fy, fx = torch.fft.fftfreq(H, device=x.device).abs()[:, None], torch.fft.rfftfreq(W, device=x.device)[None]
     high = ((fy**2 + fx**2).sqrt() > .25).float()
     return torch.fft.irfft2(X*(1 + amp*(pat - .5)*high), s=(H, W))
 
 # %% ../nbs/08a_pseudo.ipynb #f61dd1be
 def jpeg(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
-         g:torch.Generator,
+         g, # `Draws` (or a `torch.Generator`)
          p:float=.5, # share of the images compressed
          quality:tuple=(40, 100), # range of the JPEG quality
         ) -> torch.Tensor:
     ("Each image JPEG-compressed and decoded with probability `p`, at a quality drawn from "
-     "`quality`.")
-    out, q = x.clone(), torch.randint(quality[0], quality[1] + 1, (len(x),), generator=g).tolist()
-    for i in torch.nonzero(_coin(g, len(x), p)).flatten().tolist():
-        u8 = (x[i].permute(1, 2, 0)*255 + .5).clamp(0, 255).byte().cpu().numpy()
-        buf = cv2.imencode('.jpg', np.ascontiguousarray(u8[..., ::-1]),
-                           [cv2.IMWRITE_JPEG_QUALITY, q[i]])[1]
-        rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
-        out[i] = torch.from_numpy(rgb).permute(2, 0, 1).to(x)/255
+     "`quality` (OpenCV, in threads).")
+    g = Draws.of(g, len(x), x.device)
+    q, use = (quality[0] + g.randint(quality[1] - quality[0] + 1)).tolist(), _coin(g, p)
+    out, idx = x.clone(), torch.nonzero(use).flatten().tolist()
+    if not idx: return out
+    u8 = (x[idx].permute(0, 2, 3, 1)*255 + .5).clamp(0, 255).byte().cpu().numpy()
+    with ThreadPoolExecutor(min(len(idx), visible_cores())) as pool:  # OpenCV lets go of Python's lock
+        rgb = list(pool.map(_jpeg_u8, u8, [q[i] for i in idx]))
+    out[idx] = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).to(x)/255
     return out
+
+def _jpeg_u8(rgb:np.ndarray, quality:int) -> np.ndarray:
+    "An RGB uint8 image JPEG-encoded at `quality` and decoded."
+    buf = cv2.imencode('.jpg', np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 # %% ../nbs/08a_pseudo.ipynb #13ea17f3
 KINDS = ('self-blend', 'self-morph')  # pseudo-morph kinds, index = kind code
 
 def pseudo_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
                  lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels; NaN rows where unknown
-                 g:torch.Generator, # the source of every random draw
+                 g, # `Draws` (or a `torch.Generator`): the source of every random draw
                  cfg:MAEConfig, # the pseudo_* knobs
                  other:torch.Tensor|None=None, # (B, 3, H, W) another capture of each image's subject
                  other_lms:torch.Tensor|None=None, # (B, 68, 2) its landmarks in pixels; NaN: there is none
@@ -319,15 +362,16 @@ def pseudo_morph(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
     ("(pseudo-morphs (B, 3, H, W) in [0, 1], blend weights (B, 1, H, W), kinds (B,) indexing "
      "`KINDS`).")
     B = len(x)
-    kind = (~_coin(g, B, cfg.pseudo_blend_p)).long()
+    g = Draws.of(g, B, x.device)
+    kind = (~_coin(g, cfg.pseudo_blend_p)).long()
     out, w = torch.empty_like(x), torch.empty_like(x[:, :1])
     for k, make in enumerate((self_blend, self_morph)):
         if not (sel := kind == k).any(): continue
         captures = () if k == 0 or other is None else (other[sel], other_lms[sel])
-        out[sel], w[sel] = make(x[sel], lms[sel], g, cfg, *captures)
+        out[sel], w[sel] = make(x[sel], lms[sel], g[sel], cfg, *captures)
     if cfg.pseudo_noise_match: out = match_noise(out, x, g).clamp(0, 1)
-    if (sp := _coin(g, B, cfg.pseudo_spectral_p)).any():
-        out[sp] = spectral_artefact(out[sp], g).clamp(0, 1)
+    if (sp := _coin(g, cfg.pseudo_spectral_p)).any():
+        out[sp] = spectral_artefact(out[sp], g[sp]).clamp(0, 1)
     return out, w, kind
 
 # %% ../nbs/08a_pseudo.ipynb #b61428a6
@@ -425,7 +469,7 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
                cfg:MAEConfig, # img_size, batch_size, normalisation, split, train_dataset
                mode:str='only', # 'only' or 'mix' (see `pseudo_pool`)
                landmarks=None, # see `pseudo_pool`
-               num_workers:int=0, # DataLoader worker processes
+               num_workers:int|None=None, # DataLoader worker processes; None: `loader_kwargs`' choice
               ):
     "fastai DataLoaders of (image, landmarks, row, label) for `PseudoMorph` training."
     pooled = {'is_valid', 'lms'} <= set(table.columns)
@@ -439,7 +483,7 @@ def pseudo_dls(table:pd.DataFrame, # a scan_mad table, or a `pseudo_pool`
     share = 1 + (pool['label'] == 0).mean()  # a batch grows by its share of bona fide images
     bs = max(1, min(round(cfg.batch_size/share), int((~pool['is_valid']).sum())))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
-    return block.dataloaders(pool, bs=bs, num_workers=num_workers, dl_type=CachedDL)
+    return block.dataloaders(pool, bs=bs, dl_type=CachedDL, **loader_kwargs(cfg, num_workers))
 
 # %% ../nbs/08a_pseudo.ipynb #7eb1de3d
 class PseudoMorph(Callback):
@@ -467,32 +511,33 @@ class PseudoMorph(Callback):
         self.learn.xb, self.learn.yb = self.pairs(self.xb, self.yb[0], g, dl, self.others)
 
     @staticmethod
-    def captures(rows, dl, others:dict, g:torch.Generator, size:tuple) -> tuple:
+    def captures(rows, dl, others:dict, g, size:tuple) -> tuple:
         ("(images (B, 3, H, W) in [0, 1], landmarks (B, 68, 2) in units, NaN where there is none): "
-         "another capture of each row's subject, drawn from `dl`.")
+         "another capture of each row's subject, drawn from `dl` (`g`: the rows' `Draws`).")
         imgs, lms = torch.zeros(len(rows), 3, *size), torch.full((len(rows), 68, 2), float('nan'))
         dl = getattr(dl, 'dl', dl)  # the loader a `DistributedDL` (DDP) wraps
-        for i, r in enumerate(rows.tolist()):
+        for i, (r, k) in enumerate(zip(rows.tolist(), g.randint(2**30).tolist())):
             if not (pos := others.get(r)): continue
-            img, lm = dl.do_item(pos[int(torch.randint(len(pos), (1,), generator=g))])[:2]
+            img, lm = dl.do_item(pos[k % len(pos)])[:2]
             imgs[i], lms[i] = img.as_subclass(torch.Tensor).float()/255, lm
         return imgs, lms
 
     def pairs(self, xb:tuple, y, g:torch.Generator, dl=None, others:dict|None=None) -> tuple:
         ("((images,), (labels,)): the batch `xb` (images, landmarks, rows), then pseudo-morphs of "
-         "its bona fide images; shared JPEG on all.")
+         "its bona fide images, made on the batch's device; shared JPEG on all.")
         (x, lms, *rows), c, dev = xb, self.cfg, xb[0].device
         mean, std = (torch.tensor(v, device=dev)[:, None, None] for v in (c.mean, c.std))
-        x01 = (x.as_subclass(torch.Tensor)*std + mean).clamp(0, 1).cpu()
-        y, (H, W) = y.as_subclass(torch.Tensor).cpu(), x.shape[-2:]
-        bona, px = y == 0, lambda v: v.as_subclass(torch.Tensor).cpu()*torch.tensor([W, H]) - .5
-        other = None, None
+        x01 = (x.as_subclass(torch.Tensor)*std + mean).clamp(0, 1)
+        y, (H, W) = y.as_subclass(torch.Tensor).to(dev), x.shape[-2:]
+        bona = y == 0
+        px = lambda v: v.as_subclass(torch.Tensor).to(dev)*torch.tensor([W, H], device=dev) - .5
+        d, other = Draws.of(g, len(x), dev)[bona], (None, None)  # a stream per bona fide image
         if others and rows and c.pseudo_blend_p < 1 and c.pseudo_capture_p > 0:
-            imgs, other_lms = self.captures(rows[0].cpu()[bona], dl, others, g, (H, W))
-            other = imgs, px(other_lms)
-        fakes = pseudo_morph(x01[bona], px(lms)[bona], g, c, *other)[0]
-        xx = jpeg(torch.cat([x01, fakes]), g, c.pseudo_jpeg_p, c.pseudo_jpeg_quality).to(dev)
-        yy = torch.cat([y, torch.ones(len(fakes), dtype=y.dtype)]).to(dev)
+            imgs, other_lms = self.captures(rows[0].cpu()[bona.cpu()], dl, others, d, (H, W))
+            other = imgs.to(dev), px(other_lms)
+        fakes = pseudo_morph(x01[bona], px(lms)[bona], d, c, *other)[0]
+        xx = jpeg(torch.cat([x01, fakes]), g, c.pseudo_jpeg_p, c.pseudo_jpeg_quality)
+        yy = torch.cat([y, torch.ones(len(fakes), dtype=y.dtype, device=dev)])
         return (TensorImage((xx - mean)/std),), (TensorCategory(yy),)
 
     def show(self, n:int=6):
@@ -505,6 +550,22 @@ class PseudoMorph(Callback):
         img = xx.as_subclass(torch.Tensor).cpu()*std + mean
         return show_rows({'bona fide (label 0)': img[yy == 0][:n],
                           'pseudo-morph (label 1)': img[len(y):][:n]}, n)
+
+# %% ../nbs/08a_pseudo.ipynb #180c6847
+def audit_pairs(table:pd.DataFrame, # a scan_mad table (or a `pseudo_pool`)
+                cfg:MAEConfig, # the pseudo_* knobs, img_size, batch_size, normalisation
+                n:int=400, # at least this many pairs (whole batches)
+               ) -> tuple:
+    "(bona fide, pseudo-morphs), (B, 3, H, W) in [0, 1]: the first `n` or more training pairs `PseudoMorph` makes."
+    dl, pm, g = pseudo_dls(table, cfg, num_workers=0).train, PseudoMorph(cfg), torch.Generator().manual_seed(0)
+    others, mean, std = other_captures(dl.items), *(torch.tensor(v)[:, None, None] for v in (cfg.mean, cfg.std))
+    bona, fakes = [], []
+    for *xb, y in dl:
+        (xx,), _ = pm.pairs(xb, y, g, dl, others)
+        xx = xx.as_subclass(torch.Tensor).cpu()*std + mean
+        bona.append(xx[:len(y)]); fakes.append(xx[len(y):])
+        if sum(map(len, bona)) >= n: break
+    return torch.cat(bona), torch.cat(fakes)
 
 # %% ../nbs/08a_pseudo.ipynb #52f625b7
 def pseudo_learner(table:pd.DataFrame, # a scan_mad table (or a `pseudo_pool`)

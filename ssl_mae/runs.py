@@ -7,7 +7,8 @@ Docs: https://ssl-mae.github.io/ssl_mae/runs.html.md"""
 
 # %% ../nbs/07a_runs.ipynb #3dcd995d
 from __future__ import annotations
-import json
+import json, os, shutil, signal, threading
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from .callbacks import JointMAE
 
 # %% auto #0
 __all__ = ['CONFIG', 'STATE', 'LOG', 'new_run_dir', 'start_run', 'run_state', 'RunCheckpoint', 'resume_run', 'RunLog',
-           'NonFiniteLoss', 'EpochLines', 'epoch_lines']
+           'NonFiniteLoss', 'EpochLines', 'epoch_lines', 'CtrlC', 'writer_lock']
 
 # %% ../nbs/07a_runs.ipynb #3fa1169e
 # a run's files besides best.pth and last.pth
@@ -109,9 +110,22 @@ class RunCheckpoint(TrackerCallback):
         write_atomic(self.path/self.model_dir/STATE, lambda tmp: tmp.write_text(json.dumps(state)))
 
     def _save(self, name, with_opt):
-        (self.path/self.model_dir).mkdir(parents=True, exist_ok=True)
+        d = self.path/self.model_dir
+        d.mkdir(parents=True, exist_ok=True)
         save = lambda tmp: save_model(tmp, self.learn.model, self.learn.opt, with_opt=with_opt)
-        write_atomic(self.path/self.model_dir/f'{name}.pth', save)
+        try: write_atomic(d/f'{name}.pth', save)
+        except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+            raise OSError(f"Writing {d/f'{name}.pth'} failed ({_reason(e)}; "
+                          f"{shutil.disk_usage(d).free/2**20:.0f} MiB free on its disk): {_intact(d)}") from None
+
+def _reason(e) -> str: return ' '.join(str(e).split()[:30]) or type(e).__name__
+
+def _intact(d:Path) -> str:
+    "What a failed checkpoint write left intact in run folder `d` (files are replaced whole or not at all)."
+    state = run_state(d) if (d/STATE).exists() else {}
+    if not state: return "no checkpoint of this run was written yet"
+    return (f"the checkpoints written before are intact (last.pth: {state['epochs_trained']} epochs, best.pth: "
+            f"epoch {state['best_epoch']}); free some space and resume the run")
 
     def after_fit(self):
         "After training, load the best model (fastai's behaviour), in every process."
@@ -183,17 +197,25 @@ class RunLog(Callback):
 
 # %% ../nbs/07a_runs.ipynb #3b1ecfa6
 class NonFiniteLoss(Callback):
-    "Stop training with a clear error at the first non-finite loss, before its backward pass."
+    ("Stop a diverging run with a clear error: at the first non-finite loss (before its backward pass), or at "
+     "non-finite weights (before validation).")
     # after the joint loss is complete; training batches only
     order, run_valid = JointMAE.order + 1, False
     def after_loss(self):
-        if torch.isfinite(self.learn.loss_grad).all(): return
+        if not torch.isfinite(self.learn.loss_grad).all():
+            self._stop(f"the loss became {self.learn.loss_grad.item()} at epoch {self.epoch}, batch {self.iter}")
+    def before_validate(self):
+        if not all(torch.isfinite(p).all() for p in self.learn.model.parameters()):
+            self._stop(f"the weights became non-finite in epoch {self.epoch}")
+
+    def _stop(self, what:str):
         last = self.path/self.model_dir/'last.pth'
         kept = (f"the last good checkpoint is {last}" if last.exists()
                 else "no checkpoint was saved yet")
-        raise FloatingPointError(f"Training stopped: the loss became {self.learn.loss_grad.item()} "
-                                 f"at epoch {self.epoch}, batch {self.iter}; {kept}. Lower the "
-                                 "learning rate, or check the input images.")
+        lr = max(h['lr'] for h in self.learn.opt.hypers)
+        raise FloatingPointError(f"Training diverged: {what} (learning rate {lr:.3g}); {kept}. Lower the "
+                                 "learning rate (learning_rate=..., pretrain_base_lr=... for pretraining), "
+                                 "or check the input images.")
 
 # %% ../nbs/07a_runs.ipynb #3832d269
 class EpochLines(Callback):
@@ -216,3 +238,49 @@ def epoch_lines(learn:Learner) -> Learner:
     "`learn` with `EpochLines` instead of fastai's progress bars."
     if hasattr(learn, 'progress'): learn.remove_cb(ProgressCallback)
     return learn if hasattr(learn, 'epoch_lines') else learn.add_cb(EpochLines())
+
+# %% ../nbs/07a_runs.ipynb #6ce783b2
+class CtrlC(Callback):
+    "The first Ctrl-C of a fit stops it at the end of the batch, raised by the training loop; a second one at once."
+    order = -10
+    def __init__(self): self.asked, self.running, self.old = False, False, None
+    def before_fit(self):
+        if threading.current_thread() is not threading.main_thread(): return  # signals reach the main thread
+        if self.old is None: self.old = signal.signal(signal.SIGINT, self._ask)
+        self.asked, self.running = False, True
+    def _ask(self, signum, frame):
+        if self.asked or not self.running: self._restore(); raise KeyboardInterrupt
+        self.asked = True
+    def after_batch(self):
+        if self.asked: self._restore(); raise KeyboardInterrupt
+    def after_fit(self): self._restore()
+    def _restore(self):
+        if self.old is not None: signal.signal(signal.SIGINT, self.old)
+        self.old, self.running = None, False
+
+# %% ../nbs/07a_runs.ipynb #1ae7dbda
+def _lock_file(path:Path) -> Path:
+    "Where the lock of `path` lives: `.lock` in a folder, `.NAME.lock` beside a file."
+    return path/'.lock' if path.is_dir() else path.with_name(f'.{path.name}.lock')
+
+@contextmanager
+def writer_lock(path, # a run folder, or an output file to be written
+                hint:str='wait for it to end', # what the refused user can do
+               ):
+    "Be the one process writing `path` for the block: another holder is refused at once with one line."
+    try: import fcntl
+    except ImportError: yield; return  # no POSIX locks (Windows): unguarded
+    lock = _lock_file(Path(path))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd, held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644), False
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+            raise FileExistsError(f"{path} is being written by another process (pid {holder}): {hint}") from None
+        held = True
+        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        if held and not Path(path).is_dir(): lock.unlink(missing_ok=True)  # beside a file: leave nothing behind
+        os.close(fd)  # closing releases the lock

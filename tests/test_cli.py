@@ -122,13 +122,48 @@ def test_finetune_resume_continues_the_run(work, data, detector, capsys):
     assert list(pd.read_csv(run/'log.csv')['epoch']) == [0, 1]
     assert json.loads((run/'state.json').read_text())['epochs_trained'] == 2
 
+def test_finetune_resume_by_a_relative_path_trains_to_the_end_and_exports(work, data, detector, monkeypatch, capsys):
+    "`--resume runs/X` from the folder above it: the remaining epoch is trained and export.pkl written in the run."
+    run = work/'rel'/'resumed'
+    shutil.copytree(detector.parent, run)
+    (run/'export.pkl').unlink()
+    cfg = json.loads((run/'config.json').read_text())
+    (run/'config.json').write_text(json.dumps({**cfg, 'num_epochs': 2}))  # one epoch done of two
+    monkeypatch.chdir(work/'rel')
+    assert main(['finetune', str(data), '--resume', 'resumed']) == 0
+    assert list(pd.read_csv(run/'log.csv')['epoch']) == [0, 1] and (run/'export.pkl').is_file()
+    assert not (run/'resumed').exists()
+    # a finished run says so, and how to train longer; nothing is overwritten
+    before = (run/'export.pkl').stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(['finetune', str(data), '--resume', 'resumed']) == 2
+    err = capsys.readouterr().err
+    assert 'the run is finished (2 of 2 epochs' in err and f"--config {run/'config.json'} num_epochs=N" in err
+    assert (run/'export.pkl').stat().st_mtime_ns == before
+
+def test_version_config_keys_and_overrides_where_none_are_taken(work, data, detector, capsys):
+    "`--version`; `ssl_mae config` lists every key; a key=value word where none is taken says so in one line."
+    import ssl_mae
+    from dataclasses import fields
+    from ssl_mae.config import MAEConfig
+    assert main(['--version']) == 0 and capsys.readouterr().out == f"ssl_mae {ssl_mae.__version__}\n"
+    assert main(['config', '--preset', 'vit_base']) == 0
+    out = capsys.readouterr().out
+    rows = {l.split()[0]: l.split() for l in out.splitlines()[1:]}
+    assert set(rows) == {f.name for f in fields(MAEConfig)} and rows['embed_dim'][1:3] == ['768', 'int']
+    assert main(['evaluate', str(data), 'seed=1', '--model', str(detector)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'seed=1: ssl_mae evaluate takes no key=value config overrides' in err
+
 def test_demo_quick(work, data, capsys):
     shutil.copytree(data, work/'demo'/'synth-16x32')  # the set --quick makes: kept, not made again
     assert main(['demo', '--out', str(work/'demo'), '--quick']) == 0
     out, run = capsys.readouterr().out, only(work/'demo', 'demo-*')
-    assert '| style | d_eer LMA | d_eer pseudo |' in out and 'reconstructions: ' in out
-    assert 'Unseen by pseudo (LMA, LMA_UBO, MorDiff): D-EER mean' in out
-    assert len(list(run.glob('eval-*/*/det.png'))) == 2 and (run/'demo.md').is_file()
+    assert '| style | d_eer LMA | d_eer pseudo-blend | d_eer pseudo-morph | d_eer pseudo-blend+pseudo-morph |' in out
+    assert 'reconstructions: ' in out
+    assert 'Unseen by pseudo-blend+pseudo-morph (LMA, LMA_UBO, MorDiff): D-EER mean' in out
+    # the LMA detector, the two specialists and their fusion (not the LMA detector's)
+    assert len(list(run.glob('eval-*/*/det.png'))) == 4 and (run/'demo.md').is_file()
     assert json.loads((only(run, 'pretrain-*')/'config.json').read_text())['bonafide_only'] is True
     assert f"data: {work/'demo'/'synth-16x32'}" in out
 
@@ -157,7 +192,7 @@ def test_bad_option_and_unknown_subcommand(data, capsys):
     one_line_error(*run_main(capsys, 'pretrain', data, '--preset', 'huge'), 'pretrain', "invalid choice: 'huge'")
     one_line_error(*run_main(capsys, 'predict', data), 'predict', 'required: --model')
     code, err = run_main(capsys, 'fly')
-    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, align, pretrain, finetune, evaluate, predict, demo\n"
+    assert code == 2 and err == "ssl_mae: error: unknown subcommand 'fly': choose one of synth, align, pretrain, finetune, evaluate, predict, demo, config\n"
 
 def test_unreadable_checkpoints(work, data, capsys):
     bad = work/'bad.pth'
@@ -279,7 +314,7 @@ def test_non_finite_loss(work, untouched, capsys):
     out = work/'nan'
     one_line_error(*run_main(capsys, 'pretrain', untouched, '--out', out, *TINY, 'pretrain_base_lr=1e12'),
                    'pretrain', 'the loss became nan', 'Lower the learning rate')
-    assert list(out.iterdir()) == []  # failed before an epoch ended: no run folder left
+    assert not out.exists()  # failed before an epoch ended: no run folder left, nor the --out folder made for it
 
 def test_failed_finetune_leaves_no_run_folder(work, untouched, pretrained, capsys):
     out = work/'mismatch'
