@@ -118,6 +118,11 @@ class RunCheckpoint(TrackerCallback):
             raise OSError(f"Writing {d/f'{name}.pth'} failed ({_reason(e)}; "
                           f"{shutil.disk_usage(d).free/2**20:.0f} MiB free on its disk): {_intact(d)}") from None
 
+    def after_fit(self):
+        "After training, load the best model (fastai's behaviour), in every process."
+        if not self.first and (self.path/self.model_dir/'best.pth').exists():
+            self.learn.load('best', with_opt=False)
+
 def _reason(e) -> str: return ' '.join(str(e).split()[:30]) or type(e).__name__
 
 def _intact(d:Path) -> str:
@@ -126,11 +131,6 @@ def _intact(d:Path) -> str:
     if not state: return "no checkpoint of this run was written yet"
     return (f"the checkpoints written before are intact (last.pth: {state['epochs_trained']} epochs, best.pth: "
             f"epoch {state['best_epoch']}); free some space and resume the run")
-
-    def after_fit(self):
-        "After training, load the best model (fastai's behaviour), in every process."
-        if not self.first and (self.path/self.model_dir/'best.pth').exists():
-            self.learn.load('best', with_opt=False)
 
 # %% ../nbs/07a_runs.ipynb #f6cbc042
 def resume_run(learn:Learner, # a learner built like the run's (same model, config and run folder)
