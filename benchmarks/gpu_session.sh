@@ -21,10 +21,11 @@ START=$(date +%s)
 log() { echo "[gpu_session $(( $(date +%s) - START ))s] $*" | tee -a "$OUT/session.log"; }
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 
-# packages the GPU image lacks (its own torch, timm, accelerate, opencv, ... stay): fastai and what it imports
+# packages the GPU image lacks (its own torch, timm, accelerate, opencv, ... stay): fastai and what importing
+# ssl_mae.learner, ssl_mae.pseudo and ssl_mae.cli loads (python -X importtime, checked against the image's list)
 WHEELS="fastai==2.8.12 fastcore==2.2.41 fasttransform==0.0.5 plum-dispatch==2.9.0 beartype fastprogress==1.1.6
 fastdownload==0.0.8 python-fasthtml starlette uvicorn itsdangerous oauthlib python-multipart beautifulsoup4 soupsieve
-httpx2 torchmetrics"
+httpx2 httpcore2 truststore torchmetrics"
 
 if [ "$PHASE" = wheels ]; then
   mkdir -p .whl

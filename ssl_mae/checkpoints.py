@@ -149,8 +149,8 @@ def load_mae_state_dict(model:MaskedAutoencoder, # the model to fill
                          f"  missing keys: {_listing(missing)}\n"
                          f"  unexpected keys: {_listing(unexpected)}\n"
                          f"  shapes (checkpoint vs model): {_listing(shapes)}\n"
-                         "Pass the cfg the checkpoint was trained with, or cfg=None to read the "
-                         "geometry from it.")
+                         "Pass the config the checkpoint was trained with (command line: --config "
+                         "RUN/config.json; Python: cfg=..., or cfg=None to read the geometry from it).")
     if encoder_only:
         warnings.warn(f"{where} holds no decoder: the decoder keeps its random initialisation")
     model.load_state_dict(sd, strict=not encoder_only)

@@ -270,10 +270,10 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
                  ) -> tuple:
     ("(learner, {style: test table}) of an exported detector under the SSL_MAE protocol (or on "
      "another data set).")
-    from ssl_mae.data import mad_dls, protocol_tables, test_tables
+    from ssl_mae.data import mad_dls, protocol_tables, test_tables, testable_styles
     from ssl_mae.learner import load_exported
     learn = load_exported(path)
-    cfg = replace(learn.cfg, test_datasets=list(styles or table['style'].unique()))
+    cfg = replace(learn.cfg, test_datasets=list(styles or testable_styles(table)))
     # no validation split of its own
     if cfg.pseudo == 'only' or cfg.train_dataset not in set(table['style']):
         return learn, test_tables(table, cfg.test_datasets)

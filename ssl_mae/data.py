@@ -33,8 +33,9 @@ from .config import MAEConfig
 # %% auto #0
 __all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'BadImageError', 'open_image',
            'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'bad_images', 'scan_mad',
-           'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'protocol_tables', 'RGBImage', 'RandBlur',
-           'mad_augs', 'CachedDL', 'visible_cores', 'loader_kwargs', 'mad_dls', 'mad_test_dl', 'mae_dls']
+           'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'testable_styles', 'protocol_tables',
+           'RGBImage', 'RandBlur', 'mad_augs', 'CachedDL', 'visible_cores', 'loader_kwargs', 'mad_dls', 'mad_test_dl',
+           'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -174,16 +175,16 @@ def _csv_rows(csv:Path, styles=None) -> list[dict]:
 
 # %% ../nbs/02_data.ipynb #31412d55
 def _check_styles(table:pd.DataFrame, root:Path, layout:str):
-    "A clear error for the first style with no bona fide or no morph images (none needed in a bona-fide-only set)."
+    "Warn of each style with no bona fide or no morph images (none needed in a bona-fide-only set)."
     where = {'seed': '{root}/{cls}/{style}/', 'style_first': '{root}/{style}/*/{cls}/',
              'csv': 'rows of {root} with style {style!r}'}
     needed = {0, 1} if table['label'].any() else {0}
     for style, labs in table.groupby('style')['label']:
         for lab in needed - set(labs):
-            raise ValueError(f"Style {style!r} has no {CLASSES[lab]} images (expected in "
-                             + where[layout].format(root=root, cls=CLASSES[lab], style=style)
-                             + "): add them, or leave the style out with "
-                             "scan_mad(root, styles=[...])")
+            warnings.warn(f"Style {style!r} has no {CLASSES[lab]} images (expected in "
+                          + where[layout].format(root=root, cls=CLASSES[lab], style=style)
+                          + "): it is left out of training on its morphs and of testing; add them, or name the "
+                          "styles you mean (--styles, test_datasets)")
 
 def _subjects(table:pd.DataFrame, base:Path) -> list[str]:
     "Each row's subject: its own column, else from an FRGC-style name, else the file (warning)."
@@ -282,7 +283,7 @@ def split_by_subject(table:pd.DataFrame, # a scan_mad table
             raise ValueError(f"Splitting {len(subjects)} subjects ({len(held)} held out, "
                              f"seed {seed}) "
                              f"left the {side} side with no {CLASSES[lab]} images: "
-                             "use more subjects, another train_pct or seed")
+                             "use more subjects, or another split (train_val_pct=...) or seed (seed=...)")
     return out
 
 # %% ../nbs/02_data.ipynb #2d46c230
@@ -319,6 +320,9 @@ def train_table(table:pd.DataFrame, # a scan_mad table
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     style = train_style or cfg.train_dataset
     rows = _style_rows(table, style, TRAIN_SPLITS)
+    if not (rows['label'] == 0).any():
+        raise ValueError(f"Style {style!r} has no bona fide images to train on: add them, or choose another "
+                         "train style (--train-style, train_dataset)")
     if not (rows['label'] == 1).any():
         raise ValueError(f"Style {style!r} has no morph images to train on: add them, or train on "
                          "pseudo-morphs of its bona fide images (`ssl_mae finetune --pseudo only`)")
@@ -330,6 +334,19 @@ def test_tables(table:pd.DataFrame, # a scan_mad table
                ) -> dict:
     "{style: its test images (P1 / test split)} for each of `styles`."
     return {s: _style_rows(table, s, TEST_SPLITS) for s in styles}
+
+# %% ../nbs/02_data.ipynb #47bc7a1d
+def testable_styles(table:pd.DataFrame, # a scan_mad table
+                   ) -> list:
+    "The styles whose test images hold both classes, in order; one warning names the others; an error if none."
+    ok, left = [], []
+    for s in table['style'].unique():
+        try: labels = set(_style_rows(table, s, TEST_SPLITS)['label'])
+        except ValueError: labels = set()  # no test split
+        (ok if labels == {0, 1} else left).append(s)
+    if not ok: raise ValueError("No style has both bona fide and morph test images: there is nothing to test on")
+    if left: warnings.warn(f"Left out of testing, their test images lacking a class: {', '.join(left)}")
+    return ok
 
 # %% ../nbs/02_data.ipynb #1ad71174
 def protocol_tables(table:pd.DataFrame, # a scan_mad table

@@ -375,9 +375,13 @@ def test_evaluate_checks_both_classes_first(work, data, detector, capsys):
     one_sided = work/'one-sided'
     shutil.copytree(data, one_sided)
     shutil.rmtree(one_sided/'morph'/'MorDiff'/'P1')
-    one_line_error(*run_main(capsys, 'evaluate', one_sided, '--model', detector, '--out', work/'e'), 'evaluate',
-                   "Test style 'MorDiff' has no morph images")
+    one_line_error(*run_main(capsys, 'evaluate', one_sided, '--model', detector, '--out', work/'e', '--styles',
+                             'MorDiff'), 'evaluate', "Test style 'MorDiff' has no morph images")
     assert not (work/'e').exists() or list((work/'e').iterdir()) == []
+    # by default such a style is named and left out, and the others are tested
+    with pytest.warns(UserWarning, match='Left out of testing, their test images lacking a class: MorDiff'):
+        assert main(['evaluate', str(one_sided), '--model', str(detector), '--out', str(work/'e2')]) == 0
+    assert set(pd.read_csv(only(work/'e2', 'eval-*')/'scores.csv')['style']) == {'LMA', 'LMA_UBO'}
 
 def test_same_seed_same_numbers(work, untouched):
     """Pretraining, fine-tuning from its encoder and from scratch, each run twice in fresh processes: the same logs

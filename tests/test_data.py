@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from ssl_mae.config import MAEConfig
-from ssl_mae.data import (BadImageError, CLASSES, COLUMNS, class_weights, load_rgb, mad_dls, mad_test_dl, mae_dls,
+from ssl_mae.data import (train_table, BadImageError, CLASSES, COLUMNS, class_weights, load_rgb, mad_dls, mad_test_dl, mae_dls,
                           protocol_tables, scan_mad, split_by_subject, subject_ids)
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
@@ -156,8 +156,11 @@ def test_style_missing_a_class(tmp_path, layout, missing):
     root = mad_folder(tmp_path, layout, n=3)
     for d in (root.rglob(f'MorDiff/*/{missing}') if layout == 'style_first' else [root/missing/'MorDiff']):
         for f in d.rglob('*.png'): f.unlink()
-    with pytest.raises(ValueError, match=f"Style 'MorDiff' has no {missing} images .*{missing}.*styles="):
-        scan_mad(root)
+    with pytest.warns(UserWarning, match=f"Style 'MorDiff' has no {missing} images .*{missing}.*styles you mean"):
+        table = scan_mad(root)  # the rest of the set stays usable
+    assert (table['style'] == 'LMA').any()
+    with pytest.raises(ValueError, match=f"Style 'MorDiff' has no {missing.replace('bonafide', 'bona fide')} images to train on"):
+        train_table(table, 'MorDiff')
 
 def test_unknown_layout_and_missing_root(tmp_path):
     for i in range(3): img(tmp_path/'flat'/f'{i}.png', i)
