@@ -259,7 +259,10 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
         else: learn = pseudo_learner(table, cfg, encoder=enc, path=run)
         start = resume_start(learn, 'finetune', 'export.pkl') if resume else 0
         if start < cfg.num_epochs: learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
-        write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
+        try: write_atomic(run/'export.pkl', lambda tmp: learn.export(tmp))
+        except OSError as e:
+            raise OSError(f"Writing {run/'export.pkl'} failed ({e.strerror or e}); the trained run is intact: "
+                          f"write the detector again with `ssl_mae finetune {data} --resume {run}`") from None
     print(f"detector: {run/'export.pkl'}")
     return run
 
@@ -385,9 +388,10 @@ def cli_predict(images:Annotated[list, "a folder of images, or image files",
      "and error.")
     from ssl_mae.learner import predict
     from ssl_mae.runs import writer_lock
-    out = _writable(Path(out).resolve())
+    paths = image_inputs(images, out := Path(out).resolve())  # before anything is written, even a probe
+    out = _writable(out)
     with writer_lock(out, "choose another --out"):
-        preds = predict(model, image_inputs(images, out), threshold)
+        preds = predict(model, paths, threshold)
         write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False), overwrite=False)
     bad = preds[preds['error'] != '']
     print(f"predictions: {out} ({len(preds) - len(bad)} images scored, "

@@ -98,7 +98,9 @@ def subject_ids(subject:str) -> list[str]:
     return str(subject).split('+')
 
 # %% ../nbs/02_data.ipynb #76928d72
-def image_files(folder) -> list[Path]:
+def image_files(folder, # searched recursively
+                twice:list|None=None, # if given, gets (kept path, other path) of each file reached twice
+               ) -> list[Path]:
     ("Every image file under `folder` (recursive, hidden folders skipped), each once, sorted; symbolic links "
      "are followed inside `folder` only, and never round a cycle.")
     root, seen, found = Path(folder).resolve(), set(), {}
@@ -110,6 +112,7 @@ def image_files(folder) -> list[Path]:
         for f in files:
             p = Path(d)/f
             if p.suffix.lower() in image_extensions and (r := p.resolve()).is_relative_to(root):
+                if r in found and twice is not None: twice.append((found[r], p))
                 if r not in found or Path(os.path.abspath(p)) == r: found[r] = p  # once, by its own path if seen
     return sorted(found.values())
 
@@ -134,19 +137,24 @@ def detect_layout(root:Path) -> str:
                      "ROOT/{bonafide,morph}/STYLE/{P1,P2}/*, "
                      "ROOT/STYLE/{train,test}/{bonafide,morph}/*, or a CSV manifest "
                      "path,label[,style,split,subject]. "
-                     "For a folder of bona fide photos use scan_mad(folder, photos=True) "
-                     "or mae_dls(folder).")
+                     "A folder of bona fide photos serves `ssl_mae pretrain FOLDER` and `ssl_mae finetune "
+                     "FOLDER --pseudo only` (Python: scan_mad(folder, photos=True), mae_dls(folder)).")
 
 # %% ../nbs/02_data.ipynb #443c630b
 def _folder_rows(root:Path, layout:str, styles=None) -> list[dict]:
     "One row (path, label, style, split) per image of a folder layout; others left out (warning)."
-    rows, outside = [], []
-    for f in image_files(root):
+    rows, outside, twice = [], [], []
+    for f in image_files(root, twice):
         d = dict(zip(LAYOUTS[layout], f.relative_to(root).parts[:-1]))
         lab, style = label_of(d.get('label', '')), d.get('style')
         if lab is None or style is None: outside.append(f); continue
         if styles is None or style in styles:
             rows.append(dict(path=f, label=lab, style=style, split=d.get('split', '')))
+    for a, b in twice:  # one image under two labels, styles or splits would be trained and tested on alike
+        where = lambda f: f.relative_to(root).parts[:-1]
+        if where(a) != where(b):
+            raise ValueError(f"{a} and {b} are one image (a symbolic link): an image may stand in one label, "
+                             "style and split only; remove the link")
     if outside: warnings.warn(f"{len(outside)} images under {root} are outside the {layout} layout "
                               f"and were left out, e.g. {outside[0]}")
     return rows

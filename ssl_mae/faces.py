@@ -51,7 +51,7 @@ def dlib_models(detector:str='hog', # one of DETECTORS
                ) -> tuple:
     "dlib's face detector and its 68-point landmark predictor, loaded once per process."
     if detector not in DETECTORS:
-        raise ValueError(f"detector={detector!r}: choose one of {', '.join(DETECTORS)}")
+        raise ValueError(f"--detector {detector}: choose one of {', '.join(DETECTORS)}")
     try: import dlib
     except ImportError:
         msg = f"ssl_mae.faces needs dlib to find faces and landmarks: {FACES_EXTRA}"
@@ -363,9 +363,9 @@ def _given(src:Path, base:Path, rels:list) -> dict:
     root = src.parent if src.is_file() else src
     lms = {os.path.normpath(k): v for k, v in read_landmarks(root).items()}
     if not lms:
-        raise FileNotFoundError(f"align: landmarks='file' needs {root/LANDMARKS} "
+        raise FileNotFoundError(f"align: --landmarks file needs {root/LANDMARKS} "
                                 "(path,x0,y0,...,x67,y67), which is missing or empty: let the "
-                                "detector find them (landmarks='detect')")
+                                "detector find them (--landmarks detect)")
     return {r: lms[p] for r in rels if (p := os.path.normpath(base/r)) in lms}
 
 def _posix_rel(p, start) -> str: return Path(os.path.relpath(p, start)).as_posix()
@@ -412,7 +412,7 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
     _check_apart(base, dst)
     if not rels: raise ValueError(f"align: no image files in {src}")
     if landmarks not in LANDMARK_SOURCES:
-        raise ValueError(f"align: landmarks={landmarks!r}: choose one of "
+        raise ValueError(f"align: --landmarks {landmarks}: choose one of "
                          + ', '.join(LANDMARK_SOURCES))
     given = _given(src, base, rels) if landmarks == 'file' else None
     if given is None: dlib_models(detector)  # a missing extra fails here, before DST is touched

@@ -175,9 +175,13 @@ class RunLog(Callback):
         # not a trained epoch: skipped, or `validate()`
         if len(row) < len(self.recorder.metric_names): return
         if not rank_distrib():
-            if self.file is None: self.file = self._open(first_epoch=row[0])
-            self.file.write(','.join(map(str, [self.seed, *row])) + '\n')
-            self.file.flush()
+            try:
+                if self.file is None: self.file = self._open(first_epoch=row[0])
+                self.file.write(','.join(map(str, [self.seed, *row])) + '\n')
+                self.file.flush()
+            except OSError as e:  # a full disk, a folder removed: the path, the cause, what is intact
+                raise OSError(f"Writing {self.path/self.fname} failed ({e.strerror or e}): "
+                              f"{_intact(self.path/self.model_dir)}") from None
         self.old_logger(row)
 
     def _open(self, first_epoch:int):
@@ -199,14 +203,20 @@ class RunLog(Callback):
 class NonFiniteLoss(Callback):
     ("Stop a diverging run with a clear error: at the first non-finite loss (before its backward pass), or at "
      "non-finite weights (before validation).")
-    # after the joint loss is complete; training batches only
-    order, run_valid = JointMAE.order + 1, False
+    order = JointMAE.order + 1  # after the joint loss is complete
+    def before_fit(self): self.fitting = True
+    def after_fit(self): self.fitting = False
     def after_loss(self):
-        if not torch.isfinite(self.learn.loss_grad).all():
+        if self.training and not torch.isfinite(self.learn.loss_grad).all():
             self._stop(f"the loss became {self.learn.loss_grad.item()} at epoch {self.epoch}, batch {self.iter}")
     def before_validate(self):
         if not all(torch.isfinite(p).all() for p in self.learn.model.parameters()):
             self._stop(f"the weights became non-finite in epoch {self.epoch}")
+    def after_pred(self):
+        "Validation outputs of a fit: huge but finite weights can still overflow (scoring outside a fit: the data's)."
+        p = self.pred[0] if isinstance(self.pred, (tuple, list)) else self.pred
+        if not self.training and getattr(self, 'fitting', False) and not torch.isfinite(p).all():
+            self._stop(f"the model's outputs became non-finite on validation batch {self.iter} of epoch {self.epoch}")
 
     def _stop(self, what:str):
         last = self.path/self.model_dir/'last.pth'

@@ -1,6 +1,8 @@
 """A careless user and a hostile machine: Ctrl-C always stops training, one process writes a run folder or an output
-file, a diverging run is named as such."""
+file, a failed checkpoint write is one line naming what is intact, symbolic links are followed safely (the data
+folder left as it was)."""
 import os, signal, subprocess, sys, textwrap
+from pathlib import Path
 import pytest, torch
 from torch import nn
 from fastai.callback.core import Callback
@@ -65,3 +67,85 @@ def test_a_failed_checkpoint_write_is_one_line_naming_what_is_intact(tmp_path, m
     assert 'the checkpoints written before are intact (last.pth: 1 epochs, best.pth: epoch 0)' in msg
     assert not list(run.glob('.*.tmp'))  # nothing half-written under any name
     torch.load(run/'last.pth', weights_only=False)  # the intact checkpoint loads
+
+def folder_sum(root) -> dict:
+    "{relative path: (size, mtime)} of every entry under `root` (links as links)."
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(Path(root).rglob('*'))}
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    from ssl_mae.synth import make_dataset
+    return make_dataset(tmp_path/'data', n_subjects=6, img_size=32, styles=['LMA'], progress=False)
+
+def test_symbolic_links_a_cycle_a_way_out_and_one_image_in_two_splits(tiny_set, tmp_path, capsys):
+    "A link cycle and a link to outside the set are not followed; one image linked into another split is refused."
+    from ssl_mae.cli import main
+    from ssl_mae.data import scan_mad
+    n = len(scan_mad(tiny_set))
+    (tiny_set/'bonafide'/'LMA'/'P2'/'loop').symlink_to(tiny_set)  # a cycle through the root
+    (tmp_path/'outside').mkdir(); (tiny_set/'morph'/'LMA'/'P2'/'out').symlink_to(tmp_path/'outside')
+    assert len(scan_mad(tiny_set)) == n  # each image once, nothing from outside
+    one = sorted((tiny_set/'bonafide'/'LMA'/'P1').glob('*.png'))[0]
+    (tiny_set/'bonafide'/'LMA'/'P2'/one.name).symlink_to(one)  # a test image pulled into training
+    before = folder_sum(tiny_set)
+    with pytest.raises(ValueError, match=r'are one image \(a symbolic link\).*remove the link'): scan_mad(tiny_set)
+    assert main(['finetune', str(tiny_set), '--out', str(tmp_path/'runs'), 'img_size=32', 'num_epochs=1']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'are one image (a symbolic link)' in err
+    assert folder_sum(tiny_set) == before and not (tmp_path/'runs').exists()
+
+# --- the command line: exit code 2, one line naming the problem, the data folder as it was ---------------------------
+
+TINY = ['img_size=32', 'patch_size=8', 'batch_size=16', 'num_epochs=1', 'seed=0']
+
+def refused(capsys, words, sub, *needles):
+    "Run `ssl_mae words`: exit 2 and one line on stderr holding every needle."
+    from ssl_mae.cli import main
+    code, err = main(list(map(str, words))), capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1 and err.startswith(f'ssl_mae {sub}: error: '), (code, err)
+    for n in needles: assert str(n) in err, err
+
+def test_command_line_matrix(tiny_set, tmp_path, capsys):
+    "A second writer on a run, absurd config values, divergence, predict's inputs and output: refused, data untouched."
+    from ssl_mae.cli import main
+    before, runs = folder_sum(tiny_set), tmp_path/'runs'
+    assert main(['finetune', tiny_set, '--out', runs, *TINY]) == 0  # a run to continue
+    run = next(runs.glob('finetune-*'))
+    cfg = __import__('json').loads((run/'config.json').read_text())
+    (run/'config.json').write_text(__import__('json').dumps({**cfg, 'num_epochs': 2}))
+    capsys.readouterr()
+    holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent(f'''
+        import time
+        from ssl_mae.runs import writer_lock
+        with writer_lock({str(run)!r}): print('locked', flush=True); time.sleep(120)''')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        refused(capsys, ['finetune', tiny_set, '--resume', run], 'finetune', 'is being written by another process',
+                f'pid {holder.pid}', f'--resume {run}')
+    finally: holder.kill(); holder.wait()
+    refused(capsys, ['finetune', tiny_set, '--out', runs, *TINY, 'learning_rate=inf'], 'finetune',
+            'learning_rate=inf: must be a positive finite number')
+    refused(capsys, ['finetune', tiny_set, '--out', tmp_path/'diverged', *TINY, 'learning_rate=1e9', 'num_epochs=2'],
+            'finetune', 'Training diverged', 'learning rate', 'Lower the learning rate')
+    pkl = run/'export.pkl'
+    refused(capsys, ['predict', tiny_set, '--model', pkl, '--out', tiny_set/'bonafide'/'p.csv'], 'predict', 'is inside')
+    refused(capsys, ['predict', tiny_set/'nowhere.png', '--model', pkl, '--out', tmp_path/'p.csv'], 'predict',
+            'nowhere.png: no such image file or folder')
+    assert not (tmp_path/'p.csv').exists() and not list(tmp_path.glob('.p.csv*'))
+    assert folder_sum(tiny_set) == before
+
+def test_a_full_disk_at_export_says_how_to_get_the_detector(tiny_set, tmp_path, capsys, monkeypatch):
+    "The disk fills while export.pkl is written: one line naming it and the resume command, which then writes it."
+    import errno
+    from fastai.learner import Learner
+    from ssl_mae.cli import main
+    real = Learner.export
+    def full(self, fname='export.pkl', **kw): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(Learner, 'export', full)
+    runs = tmp_path/'runs'
+    refused(capsys, ['finetune', tiny_set, '--out', runs, *TINY], 'finetune', 'export.pkl failed (No space left on device)',
+            'the trained run is intact', '--resume')
+    run = next(runs.glob('finetune-*'))
+    assert not (run/'export.pkl').exists() and not list(run.glob('.export.pkl*'))  # nothing half-written
+    monkeypatch.setattr(Learner, 'export', real)
+    assert main(['finetune', str(tiny_set), '--resume', str(run)]) == 0 and (run/'export.pkl').is_file()
