@@ -122,7 +122,8 @@ def test_finetune_resume_continues_the_run(work, data, detector, capsys):
     assert list(pd.read_csv(run/'log.csv')['epoch']) == [0, 1]
     assert json.loads((run/'state.json').read_text())['epochs_trained'] == 2
 
-def test_finetune_resume_by_a_relative_path_trains_to_the_end_and_exports(work, data, detector, monkeypatch, capsys):
+def test_finetune_resume_by_a_relative_path_trains_to_the_end_and_exports(work, untouched, detector, monkeypatch, capsys):
+    data = untouched
     "`--resume runs/X` from the folder above it: the remaining epoch is trained and export.pkl written in the run."
     run = work/'rel'/'resumed'
     shutil.copytree(detector.parent, run)
@@ -141,7 +142,8 @@ def test_finetune_resume_by_a_relative_path_trains_to_the_end_and_exports(work, 
     assert 'the run is finished (2 of 2 epochs' in err and f"--config {run/'config.json'} num_epochs=N" in err
     assert (run/'export.pkl').stat().st_mtime_ns == before
 
-def test_version_config_keys_and_overrides_where_none_are_taken(work, data, detector, capsys):
+def test_version_config_keys_and_overrides_where_none_are_taken(work, untouched, detector, capsys):
+    data = untouched
     "`--version`; `ssl_mae config` lists every key; a key=value word where none is taken says so in one line."
     import ssl_mae
     from dataclasses import fields
@@ -375,6 +377,7 @@ def test_evaluate_checks_both_classes_first(work, data, detector, capsys):
     one_sided = work/'one-sided'
     shutil.copytree(data, one_sided)
     shutil.rmtree(one_sided/'morph'/'MorDiff'/'P1')
+    before = folder_state(one_sided)
     one_line_error(*run_main(capsys, 'evaluate', one_sided, '--model', detector, '--out', work/'e', '--styles',
                              'MorDiff'), 'evaluate', "Test style 'MorDiff' has no morph images")
     assert not (work/'e').exists() or list((work/'e').iterdir()) == []
@@ -382,6 +385,7 @@ def test_evaluate_checks_both_classes_first(work, data, detector, capsys):
     with pytest.warns(UserWarning, match='Left out of testing, their test images lacking a class: MorDiff'):
         assert main(['evaluate', str(one_sided), '--model', str(detector), '--out', str(work/'e2')]) == 0
     assert set(pd.read_csv(only(work/'e2', 'eval-*')/'scores.csv')['style']) == {'LMA', 'LMA_UBO'}
+    assert folder_state(one_sided) == before  # the data set as it was
 
 def test_same_seed_same_numbers(work, untouched):
     """Pretraining, fine-tuning from its encoder and from scratch, each run twice in fresh processes: the same logs

@@ -142,10 +142,11 @@ def test_a_full_disk_at_export_says_how_to_get_the_detector(tiny_set, tmp_path, 
     real = Learner.export
     def full(self, fname='export.pkl', **kw): raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(Learner, 'export', full)
-    runs = tmp_path/'runs'
+    before, runs = folder_sum(tiny_set), tmp_path/'runs'
     refused(capsys, ['finetune', tiny_set, '--out', runs, *TINY], 'finetune', 'export.pkl failed (No space left on device)',
             'the trained run is intact', '--resume')
     run = next(runs.glob('finetune-*'))
     assert not (run/'export.pkl').exists() and not list(run.glob('.export.pkl*'))  # nothing half-written
     monkeypatch.setattr(Learner, 'export', real)
     assert main(['finetune', str(tiny_set), '--resume', str(run)]) == 0 and (run/'export.pkl').is_file()
+    assert folder_sum(tiny_set) == before
