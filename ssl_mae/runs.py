@@ -201,8 +201,8 @@ class RunLog(Callback):
 
 # %% ../nbs/07a_runs.ipynb #3b1ecfa6
 class NonFiniteLoss(Callback):
-    ("Stop a diverging run with a clear error: at the first non-finite loss (before its backward pass), or at "
-     "non-finite weights (before validation).")
+    ("Stop a diverging run with a clear error: at the first non-finite loss (before its backward pass), at "
+     "non-finite weights (before validation), or at non-finite validation outputs of a fit.")
     order = JointMAE.order + 1  # after the joint loss is complete
     def before_fit(self): self.fitting = True
     def after_fit(self): self.fitting = False
