@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import anno_parser, CliError
-from .config import MAEConfig, write_atomic
+from .config import MAEConfig
+from .io import write_atomic
 from . import __version__
 
 # %% auto #0
@@ -366,7 +367,7 @@ def image_inputs(images:list, # folders (searched recursively) and image files, 
                  out:Path, # the output file, which must not be among them
                 ) -> list:
     "The image files `images` names, each once; one clear error for a missing path or an `--out` among them."
-    from ssl_mae.data import image_files
+    from ssl_mae.io import image_files
     paths = []
     for i in map(Path, images):
         if i.is_dir():

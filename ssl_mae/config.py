@@ -12,16 +12,15 @@ Docs: https://ssl-mae.github.io/ssl_mae/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #954021b9
 from __future__ import annotations
-import difflib, json, math, os, secrets, sys, types, typing
+import difflib, json, math, secrets, types, typing
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from fastcore.basics import patch
-from fastcore.imports import in_notebook
 
 # %% auto #0
 __all__ = ['STYLES', 'FREEZE_STRATEGIES', 'LOSSES', 'POOLS', 'SCHEDULERS', 'ADAPTERS', 'PSEUDO_MODES', 'PRECISIONS',
-           'LORA_TARGETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'convert', 'MAEConfig', 'write_atomic', 'parse_override',
-           'interactive']
+           'LORA_TARGETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DETECTORS', 'TEMPLATE', 'convert', 'MAEConfig',
+           'AlignSettings', 'parse_override']
 
 # %% ../nbs/00_config.ipynb #b5267c10
 STYLES = ('LMA', 'LMA_UBO', 'MIPGAN_I', 'MIPGAN_II', 'MorDiff', 'StyleGAN_IWBF')  # morph styles of the SSL_MAE data
@@ -196,6 +195,42 @@ def num_patches(self:MAEConfig) -> int:
     "Patches per image, L."
     return math.prod(self.grid_size)
 
+# %% ../nbs/00_config.ipynb #c6594c12
+# dlib's HOG + linear SVM face detector, or its MMOD CNN (finds more, far slower)
+DETECTORS = ('hog', 'cnn')
+# the anchor template of `faces.template` (eye centres, mouth centre)
+TEMPLATE = 'insightface112-eyes-mouth'
+
+@dataclass(frozen=True)
+class AlignSettings:
+    "How faces are found and cropped: in every aligned set, and kept by detectors trained on one."
+    size:int=224 # crop side in pixels
+    margin:float=.25 # border around the InsightFace frame on each side, as a share of its side
+    detector:str='hog' # one of DETECTORS
+    det_size:int=512 # the detector sees the photo resized to this longer side
+    template:str=TEMPLATE # the anchor template
+
+    def __post_init__(self):
+        def need(ok, name, want):
+            if not ok:
+                raise ValueError(f"AlignSettings: {name}={getattr(self, name)!r}: expected {want}")
+        num = lambda v, lo, hi, kinds=int: isinstance(v, kinds) and lo <= v <= hi
+        need(num(self.size, 16, 4096), 'size', 'an int from 16 to 4096 (pixels)')
+        need(num(self.margin, 0, 2, (int, float)), 'margin', 'a number from 0 to 2')
+        need(self.detector in DETECTORS, 'detector', f"one of {', '.join(DETECTORS)}")
+        need(num(self.det_size, 64, 8192), 'det_size', 'an int from 64 to 8192')
+        need(self.template == TEMPLATE, 'template',
+             f"{TEMPLATE!r} (made by another version of ssl_mae.faces?)")
+
+    def to_dict(self) -> dict: return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d:dict) -> AlignSettings:
+        "Settings from a dict (e.g. read from aligned.json); a clear error for unknown keys."
+        if unknown := set(d) - {f.name for f in fields(cls)}:
+            raise ValueError(f"AlignSettings: unknown key(s) {sorted(unknown)}")
+        return cls(**d)
+
 # %% ../nbs/00_config.ipynb #d90f9a67
 def _each(c:MAEConfig, names:str, ok, allowed:str):
     "(field, value, `allowed`) for each field of `c` in `names` whose value fails `ok`."
@@ -251,10 +286,9 @@ def _problems(c:MAEConfig):
         yield 'num_workers', c.num_workers, 'zero or more, or None to choose from the cores'
     if not 0 <= c.seed < 2**32: yield 'seed', c.seed, 'an integer in [0, 2**32), or None to draw one'
     if c.align is not None:
-        from ssl_mae.faces import AlignSettings  # faces imports this module: imported only when needed
         try: AlignSettings.from_dict(c.align)
         except (TypeError, ValueError) as e:
-            yield 'align', c.align, f'the fields of faces.AlignSettings ({e})'
+            yield 'align', c.align, f'the fields of AlignSettings ({e})'
 
 # %% ../nbs/00_config.ipynb #4e38c928
 @patch
@@ -292,21 +326,6 @@ def vit_large(cls:MAEConfig, **kw):
     "The MAE paper's ViT-L/16 (1024-d, 24 blocks, 16 heads) with a 512-d, 8-block decoder."
     return cls(**{**dict(embed_dim=1024, depth=24, num_heads=16), **kw})
 
-# %% ../nbs/00_config.ipynb #5a41be69
-def write_atomic(path, # the file to (over)write
-                 write, # `write(tmp)` writes the whole content to the temporary path `tmp` it is given
-                 overwrite:bool=True, # False: a `path` that exists by then is an error, never replaced
-                ) -> Path:
-    "Write `path` whole or not at all: `write` fills a temporary file beside it, which then replaces it."
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        write(tmp)
-        if overwrite: os.replace(tmp, path)
-        else: os.link(tmp, path)  # fails if `path` appeared meanwhile, whoever wrote it
-    finally: tmp.unlink(missing_ok=True)
-    return path
-
 # %% ../nbs/00_config.ipynb #e2d08d22
 def _unknown_key(key, where):
     "A `ValueError` for an unknown config key, with the closest known names."
@@ -317,15 +336,9 @@ def _unknown_key(key, where):
 
 # %% ../nbs/00_config.ipynb #00db3b15
 @patch
-def to_json(self:MAEConfig, path=None, overwrite:bool=False) -> str:
-    "The config as JSON text, also written to `path` when given."
-    text = json.dumps(asdict(self), indent=2)
-    if path is not None:
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists: choose a new path or pass overwrite=True")
-        write_atomic(path, lambda tmp: tmp.write_text(text))
-    return text
+def to_json(self:MAEConfig) -> str:
+    "The config as JSON text (a run writes it as its `config.json`)."
+    return json.dumps(asdict(self), indent=2)
 
 # %% ../nbs/00_config.ipynb #5647f68f
 @patch(cls_method=True)
@@ -358,8 +371,3 @@ def override(self:MAEConfig, items=()) -> MAEConfig:
     for k in changes:
         if k not in names: raise _unknown_key(k, f"override '{k}={changes[k]}'")
     return replace(self, **changes)
-
-# %% ../nbs/00_config.ipynb #2556d3a3
-def interactive() -> bool:
-    "True in a notebook or when stdout is a terminal: where progress bars help rather than litter."
-    return in_notebook() or sys.stdout.isatty()

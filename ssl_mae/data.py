@@ -18,24 +18,24 @@ from itertools import chain
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from fastcore.basics import merge, store_attr
 from fastai.data.block import DataBlock, CategoryBlock
 from fastai.data.core import TfmdDL
-from fastai.data.transforms import ColSplitter, IndexSplitter, Normalize, image_extensions
+from fastai.data.transforms import ColSplitter, IndexSplitter, Normalize
 from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, Rotate, Zoom, Brightness, Contrast, setup_aug_tfms
 from fastai.vision.augment import DisplayedTransform
 from fastai.torch_core import TensorImage, set_seed, num_distrib
 from .config import MAEConfig
+from .io import BadImageError, check_file, image_files, load_rgb, open_image
 
 # %% auto #0
-__all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'BadImageError', 'open_image',
-           'load_rgb', 'frgc_subject', 'subject_ids', 'image_files', 'detect_layout', 'bad_images', 'scan_mad',
-           'split_by_subject', 'class_weights', 'train_table', 'test_tables', 'testable_styles', 'protocol_tables',
-           'RGBImage', 'RandBlur', 'mad_augs', 'CachedDL', 'visible_cores', 'loader_kwargs', 'mad_dls', 'mad_test_dl',
-           'mae_dls']
+__all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'frgc_subject', 'subject_ids',
+           'detect_layout', 'bad_images', 'scan_mad', 'split_by_subject', 'class_weights', 'train_table', 'test_tables',
+           'testable_styles', 'protocol_tables', 'RGBImage', 'RandBlur', 'mad_augs', 'CachedDL', 'visible_cores',
+           'loader_kwargs', 'mad_dls', 'mad_test_dl', 'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -46,43 +46,6 @@ COLUMNS = ['path', 'label', 'style', 'split', 'subject']
 def label_of(name) -> int|None:
     "The label (0 bona fide, 1 morph) a folder name or manifest value stands for, or None."
     return LABELS.get(str(name).strip().lower())
-
-# %% ../nbs/02_data.ipynb #5b769606
-class BadImageError(ValueError):
-    "An image file that cannot be read; the message names the file and the fix."
-
-_FIX = "remove or replace it, or skip bad files: skip_bad=True (command line: --skip-bad)"
-
-# %% ../nbs/02_data.ipynb #3a66488f
-def _check_file(path):
-    "A clear error if the file at `path` is missing or empty."
-    if not Path(path).is_file(): raise FileNotFoundError(f"Image {path} not found: check the path")
-    if Path(path).stat().st_size == 0: raise BadImageError(f"{path} is empty (0 bytes): {_FIX}")
-
-def open_image(src, path=None, draft:bool=False) -> Image.Image:
-    "The decoded image in `src` (a path or file object); a `BadImageError` naming `path` if bad."
-    if isinstance(src, (str, Path)): _check_file(src)
-    try:
-        im = Image.open(src)
-        if draft: im.draft(None, (1, 1))  # JPEG: decode at 1/8 scale, still reading every byte
-        im.load()
-        return im
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        why = ('is not an image PIL can read' if isinstance(e, UnidentifiedImageError)
-               else f'is truncated or corrupt ({e})')
-        raise BadImageError(f"{path or src} {why}: {_FIX}") from None
-
-# %% ../nbs/02_data.ipynb #55121f79
-def _to_rgb(im:Image.Image) -> Image.Image:
-    "`im` as 8-bit RGB: 16-bit grey scaled to 8 bits, palette via RGBA, alpha dropped."
-    if im.mode.startswith('I'):
-        im = Image.fromarray(np.clip(np.asarray(im, np.float32) / 257 + 0.5, 0, 255).astype('u1'))
-    if im.mode == 'P': im = im.convert('RGBA')
-    return im.convert('RGB')
-
-def load_rgb(path) -> Image.Image:
-    "The image at `path` as 8-bit RGB; a clear error for a missing, empty, cut or non-image file."
-    with open_image(path) as im: return _to_rgb(im)
 
 # %% ../nbs/02_data.ipynb #543c1f4c
 _FRGC = re.compile(r'(\d+)(?:d\d+)?(?:[-_]\d+)?')
@@ -96,25 +59,6 @@ def frgc_subject(name:str) -> str|None:
 def subject_ids(subject:str) -> list[str]:
     "The subject ids in a `subject` value (two for a morph)."
     return str(subject).split('+')
-
-# %% ../nbs/02_data.ipynb #76928d72
-def image_files(folder, # searched recursively
-                twice:list|None=None, # if given, gets (kept path, other path) of each file reached twice
-               ) -> list[Path]:
-    ("Every image file under `folder` (recursive, hidden folders skipped), each once, sorted; symbolic links "
-     "are followed inside `folder` only, and never round a cycle.")
-    root, seen, found = Path(folder).resolve(), set(), {}
-    for d, dirs, files in os.walk(folder, followlinks=True):
-        real = Path(d).resolve()
-        if real in seen or not real.is_relative_to(root): dirs[:] = []; continue  # a cycle, or outside
-        seen.add(real)
-        dirs[:] = [s for s in dirs if not s.startswith('.')]
-        for f in files:
-            p = Path(d)/f
-            if p.suffix.lower() in image_extensions and (r := p.resolve()).is_relative_to(root):
-                if r in found and twice is not None: twice.append((found[r], p))
-                if r not in found or Path(os.path.abspath(p)) == r: found[r] = p  # once, by its own path if seen
-    return sorted(found.values())
 
 # %% ../nbs/02_data.ipynb #e068b61e
 LAYOUTS = {'seed': ('label', 'style', 'split'),  # folder levels of each layout
@@ -206,7 +150,7 @@ def _subjects(table:pd.DataFrame, base:Path) -> list[str]:
 # %% ../nbs/02_data.ipynb #cb72694b
 def _inspect(path) -> str:
     "The content hash of the image at `path`, after decoding it fully (a clear error if bad)."
-    _check_file(path)
+    check_file(path)
     data = Path(path).read_bytes()
     open_image(io.BytesIO(data), path, draft=True)
     return hashlib.md5(data).hexdigest()

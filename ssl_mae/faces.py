@@ -14,28 +14,25 @@ from __future__ import annotations
 import importlib.util, json, multiprocessing, os, time, warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 from PIL import ImageOps
 from fastprogress.fastprogress import progress_bar
-from .config import interactive, write_atomic
-from .data import BadImageError, image_files, load_rgb
+from .config import AlignSettings, DETECTORS, TEMPLATE
+from .io import BadImageError, image_files, interactive, load_rgb, write_atomic
 from .synth import LANDMARKS, read_landmarks, write_landmarks
 
 # %% auto #0
-__all__ = ['FACES_EXTRA', 'DETECTORS', 'INSIGHTFACE_5', 'TEMPLATE', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT',
-           'STATUSES', 'LANDMARK_SOURCES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template',
-           'anchors', 'similarity', 'align', 'AlignSettings', 'FaceError', 'main_face', 'align_image', 'looks_aligned',
-           'summary_line', 'align_dataset', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin',
-           'sample_margin']
+__all__ = ['FACES_EXTRA', 'INSIGHTFACE_5', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT', 'STATUSES',
+           'LANDMARK_SOURCES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template', 'anchors',
+           'similarity', 'align', 'FaceError', 'main_face', 'align_image', 'looks_aligned', 'summary_line',
+           'align_dataset', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin', 'sample_margin']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
 # installs dlib-bin and face-recognition-models (with weights)
 FACES_EXTRA = "pip install 'ssl_mae[faces]'"
-# dlib's HOG + linear SVM face detector, or its MMOD CNN (finds more, far slower)
-DETECTORS = ('hog', 'cnn')
 
 def _model_file(name:str) -> str:
     "Path of a model file of face-recognition-models, found without importing that package."
@@ -180,40 +177,6 @@ def align(img, # H×W×3 RGB (or grey) uint8 photo
     crop = cv2.warpAffine(part, Mp, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
     return crop, (lms @ M[:, :2].T + M[:, 2]).astype(np.float32)
-
-# %% ../nbs/02a_faces.ipynb #c6594c12
-# the anchor template of `template` (eye centres, mouth centre)
-TEMPLATE = 'insightface112-eyes-mouth'
-
-@dataclass(frozen=True)
-class AlignSettings:
-    "How faces are found and cropped: in every aligned set, and kept by detectors trained on one."
-    size:int=224 # crop side in pixels
-    margin:float=.25 # border around the InsightFace frame on each side, as a share of its side
-    detector:str='hog' # one of DETECTORS
-    det_size:int=512 # the detector sees the photo resized to this longer side
-    template:str=TEMPLATE # the anchor template
-
-    def __post_init__(self):
-        def need(ok, name, want):
-            if not ok:
-                raise ValueError(f"AlignSettings: {name}={getattr(self, name)!r}: expected {want}")
-        num = lambda v, lo, hi, kinds=int: isinstance(v, kinds) and lo <= v <= hi
-        need(num(self.size, 16, 4096), 'size', 'an int from 16 to 4096 (pixels)')
-        need(num(self.margin, 0, 2, (int, float)), 'margin', 'a number from 0 to 2')
-        need(self.detector in DETECTORS, 'detector', f"one of {', '.join(DETECTORS)}")
-        need(num(self.det_size, 64, 8192), 'det_size', 'an int from 64 to 8192')
-        need(self.template == TEMPLATE, 'template',
-             f"{TEMPLATE!r} (made by another version of ssl_mae.faces?)")
-
-    def to_dict(self) -> dict: return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d:dict) -> AlignSettings:
-        "Settings from a dict (e.g. read from aligned.json); a clear error for unknown keys."
-        if unknown := set(d) - {f.name for f in fields(cls)}:
-            raise ValueError(f"AlignSettings: unknown key(s) {sorted(unknown)}")
-        return cls(**d)
 
 # %% ../nbs/02a_faces.ipynb #b595c251
 class FaceError(ValueError):

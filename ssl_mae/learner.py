@@ -25,13 +25,14 @@ from fastai.learner import Learner, load_learner
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed, num_distrib
 from fastai.distributed import DistributedDL
-from .config import MAEConfig, interactive, write_atomic
+from .config import MAEConfig
+from .io import image_files, interactive, write_atomic
 from .model import MaskedAutoencoder
 from .detector import MADClassifier, vit_splitter
 from .lora import adapt, lora_splitter
 from .checkpoints import load_pretrained
 from .losses import mad_loss
-from .data import CLASSES, RGBImage, mad_test_dl, image_files, bad_images
+from .data import CLASSES, RGBImage, mad_test_dl, bad_images
 from .data import class_weights as weights_of
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
 from .viz import plot_det, plot_roc, plot_score_hist

@@ -20,7 +20,8 @@ from fastai.callback.tracker import TrackerCallback
 from fastai.callback.schedule import fit_one_cycle  # noqa: patches Learner.fit_one_cycle
 from fastai.learner import Learner, save_model
 from fastai.torch_core import rank_distrib
-from .config import MAEConfig, write_atomic
+from .config import MAEConfig
+from .io import write_atomic
 from .callbacks import JointMAE
 
 # %% auto #0
@@ -57,7 +58,7 @@ def start_run(path, # the run folder; None: a new one under `root`
     "The run folder, holding `cfg` as `config.json`; an error if it holds a run of another config."
     path = Path(path) if path is not None else new_run_dir(root, name)
     path.mkdir(parents=True, exist_ok=True)
-    if not (f := path/CONFIG).exists(): cfg.to_json(f)
+    if not (f := path/CONFIG).exists(): write_atomic(f, lambda tmp: tmp.write_text(cfg.to_json()))
     elif diff := [k for k, v in asdict(MAEConfig.from_json(f)).items() if v != getattr(cfg, k)]:
         raise ValueError(f"{path} holds a run with another config ({', '.join(diff)} differ): "
                          f"continue it with MAEConfig.from_json('{f}'), or give a new run folder")

@@ -22,7 +22,7 @@ from fastprogress.fastprogress import progress_bar
 from matplotlib.tri import Triangulation
 from scipy.spatial import Delaunay
 from scipy.stats import mannwhitneyu
-from .config import interactive, write_atomic
+from .io import interactive, write_atomic
 
 # %% auto #0
 __all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'LANDMARKS', 'MARKER', 'traits', 'capture', 'parts',
