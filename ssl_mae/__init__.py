@@ -10,6 +10,7 @@ Modules:
 - `ssl_mae.detector`: The morph detector on an MAE encoder: scores from logits, the heads, `MADClassifier` and its parameter groups.
 - `ssl_mae.faces`: Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 - `ssl_mae.io`: General helpers every other module uses: files written whole, progress only where someone watches, images read as RGB with one clear error, image folders listed safely. No torch, no fastai.
+- `ssl_mae.landmarks`: The 68 iBUG face landmarks: their named groups, and the `landmarks.csv` file every data set carries.
 - `ssl_mae.learner`: `mae_learner` pretrains, `mad_learner` fine-tunes a detector, both as runs that resume through fastai's `start_epoch`; `evaluate` and `predict` score images.
 - `ssl_mae.lora`: LoRA adapters (peft) on a frozen pretrained encoder: the detector's `adapter='lora'`, its parameter groups, and merging the adapters into the weights for export.
 - `ssl_mae.losses`: The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction loss that joint training adds.

@@ -22,7 +22,7 @@ from PIL import ImageOps
 from fastprogress.fastprogress import progress_bar
 from .config import AlignSettings, DETECTORS, TEMPLATE
 from .io import BadImageError, image_files, interactive, load_rgb, write_atomic
-from .synth import LANDMARKS, read_landmarks, write_landmarks
+from .landmarks import LANDMARKS, LEFT_EYE, MOUTH, RIGHT_EYE, read_landmarks, write_landmarks
 
 # %% auto #0
 __all__ = ['FACES_EXTRA', 'INSIGHTFACE_5', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT', 'STATUSES',
@@ -135,7 +135,7 @@ def anchors(lms, # (68, 2) iBUG landmarks
            ) -> np.ndarray:
     "The anchors (3, 2) of 68 iBUG landmarks: eye centres (photo left, right) and mouth centre."
     lms = np.asarray(lms, np.float64)
-    return np.stack([lms[36:42].mean(0), lms[42:48].mean(0), lms[48:68].mean(0)])
+    return np.stack([lms[LEFT_EYE].mean(0), lms[RIGHT_EYE].mean(0), lms[MOUTH].mean(0)])
 
 # %% ../nbs/02a_faces.ipynb #b1898aa8
 def similarity(src, # (n, 2) points

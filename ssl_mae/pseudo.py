@@ -22,7 +22,7 @@ from fastai.data.transforms import Transform
 from fastai.vision.data import ImageBlock
 from fastai.torch_core import TensorImage, TensorCategory, set_seed
 from .config import MAEConfig
-from .synth import read_landmarks
+from .landmarks import INNER, NOSE_TIP, outline, read_landmarks
 from .data import (CLASSES, CachedDL, TRAIN_SPLITS, RGBImage, class_weights as weights_of, load_rgb,
                           loader_kwargs, visible_cores,
                           split_by_subject, train_table,
@@ -112,9 +112,8 @@ def face_masks(lms:torch.Tensor, # (B, 68, 2) landmarks in pixels (x, y); a row 
                         np.round(np.array(ax)*16).astype(int).tolist(),
                         0, 0, 360, 1., -1, cv2.LINE_AA, shift=4)
             continue
-        pts = {'face': np.r_[lm[:17], lm[17:27]],
-               'face+forehead': np.r_[lm[:17], lm[17:27] - [0, lift[i]*H]],
-               'inner': lm[17:68]}[HULLS[kind[i]]]
+        pts = {'face': outline(lm), 'face+forehead': outline(lm, lift[i]*H),
+               'inner': lm[INNER]}[HULLS[kind[i]]]
         hull = cv2.convexHull(np.round(pts*16).astype(np.int32))
         cv2.fillConvexPoly(out[i], hull, 1., cv2.LINE_AA, shift=4)
     return torch.from_numpy(out)[:, None].to(lms.device)
@@ -255,7 +254,7 @@ def align(other:torch.Tensor, # (B, C, H, W) images
 def _centres(lms, H, W):
     ("Nose tips (landmark 30) in `grid_sample` coordinates; the image centre where landmarks are "
      "unknown.")
-    c = (lms[:, 30] + .5)/torch.tensor([W, H], device=lms.device)*2 - 1
+    c = (lms[:, NOSE_TIP] + .5)/torch.tensor([W, H], device=lms.device)*2 - 1
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
 def _known(lms): return torch.isfinite(lms).flatten(1).all(1)

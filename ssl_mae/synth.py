@@ -23,12 +23,13 @@ from matplotlib.tri import Triangulation
 from scipy.spatial import Delaunay
 from scipy.stats import mannwhitneyu
 from .io import interactive, write_atomic
+from .landmarks import LANDMARKS, outline, read_landmarks, write_landmarks
 
 # %% auto #0
-__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'LANDMARKS', 'MARKER', 'traits', 'capture', 'parts',
-           'landmarks', 'posed_landmarks', 'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair',
-           'hull_mask', 'full_morph', 'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'image_landmarks',
-           'write_landmarks', 'read_landmarks', 'make_dataset', 'laplacian_var', 'sharpness_auc', 'show_morphs']
+__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'MARKER', 'traits', 'capture', 'parts', 'landmarks',
+           'posed_landmarks', 'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair', 'hull_mask',
+           'full_morph', 'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'image_landmarks',
+           'make_dataset', 'laplacian_var', 'sharpness_auc', 'show_morphs']
 
 # %% ../nbs/01_synth.ipynb #5da7ff57
 def _rng(seed, *key):
@@ -290,7 +291,7 @@ def warp_pair(a, la, b, lb, alpha:float=.5):
 # %% ../nbs/01_synth.ipynb #894ebbc4
 def hull_mask(lm:np.ndarray, size:int, feather:float=0.) -> np.ndarray:
     "Mask (0-1) of the inner face: hull of jaw and lifted brows, edge blurred by `feather` px."
-    pts = np.r_[lm[:17], lm[17:27] - [0, .04*size]]
+    pts = outline(lm, .04*size)
     hull = cv2.convexHull(np.round(pts*16).astype(np.int32))
     m = cv2.fillConvexPoly(np.zeros((size, size), np.float32), hull, 1., cv2.LINE_AA, shift=4)
     return cv2.GaussianBlur(m, (0, 0), feather) if feather > 0 else m
@@ -409,43 +410,6 @@ def image_landmarks(path:str, style:str, who:tuple, # one entry of `plan`
     la, lb = (posed_landmarks(traits(seed, s), capture(seed, s, k), size) for s, k in who)
     alpha = _alpha(_job_rng(path, seed))
     return (1 - alpha)*la + alpha*lb
-
-# %% ../nbs/01_synth.ipynb #5dedd650
-LANDMARKS = 'landmarks.csv'  # a data set's landmarks file, at its root
-_LM_COLS = ['path', *(f'{a}{i}' for i in range(68) for a in 'xy')]
-
-def write_landmarks(root, # the data set's root folder
-                    lms:dict, # {image path (absolute, or relative to `root`): (68, 2) pixel x, y}
-                   ) -> Path:
-    "Write `root/landmarks.csv`, one row per image of `lms`, sorted by path."
-    root, rows = Path(root), []
-    for p, v in lms.items():
-        if np.shape(v) != (68, 2):
-            raise ValueError(f"landmarks of {p}: shape {np.shape(v)}, expected (68, 2)")
-        rel = Path(os.path.relpath(root/p, root)).as_posix()
-        rows.append([rel, *np.asarray(v, np.float64).ravel()])
-    df = pd.DataFrame(rows, columns=_LM_COLS).sort_values('path')
-    return write_atomic(root/LANDMARKS, lambda f: df.to_csv(f, index=False, float_format='%.3f'))
-
-# %% ../nbs/01_synth.ipynb #818acd6d
-def read_landmarks(root, # the data set's root folder
-                  ) -> dict:
-    "{absolute image path: (68, 2) float32 landmarks} from `root/landmarks.csv`; {} without one."
-    f = Path(root)/LANDMARKS
-    if not f.is_file(): return {}
-    fix = f"rewrite it with ssl_mae.synth.write_landmarks, or remove it"
-    try: df = pd.read_csv(f, dtype={'path': str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{f} is not a landmarks CSV ({type(e).__name__}): {fix}") from None
-    if list(df.columns) != _LM_COLS:
-        cols = ', '.join(map(str, df.columns[:4]))
-        raise ValueError(f"{f} has columns {cols}, ...: expected path,x0,y0,...,x67,y67; {fix}")
-    xy = df[_LM_COLS[1:]].apply(pd.to_numeric, errors='coerce').to_numpy(np.float32)
-    if bad := np.flatnonzero(~np.isfinite(xy).all(1)).tolist():
-        raise ValueError(f"{f}, line {bad[0] + 2}: landmarks must be 136 numbers "
-                         f"({len(bad)} bad rows); {fix}")
-    base = Path(os.path.abspath(root))
-    return {str(base/p): v.reshape(68, 2) for p, v in zip(df['path'], xy)}
 
 # %% ../nbs/01_synth.ipynb #38764671
 MARKER = 'synth.json'  # the manifest make_dataset writes at the root of every set it makes

@@ -11,7 +11,8 @@ from ssl_mae.cli import main
 from ssl_mae.data import scan_mad
 from ssl_mae.faces import (REPORT, AlignSettings, FaceError, align, align_dataset, align_image, anchors, landmarks,
                            looks_aligned, read_alignment, read_photo, template)
-from ssl_mae.synth import make_dataset, read_landmarks
+from ssl_mae.synth import make_dataset
+from ssl_mae.landmarks import read_landmarks
 
 EXE = Path(sys.executable).parent/'ssl_mae'
 ASTRONAUT, COFFEE, CAMERA = skimage.data.astronaut(), skimage.data.coffee(), skimage.data.camera()

@@ -4,7 +4,8 @@ import json, re
 from pathlib import Path
 import cv2, numpy as np, pytest
 from ssl_mae import synth
-from ssl_mae.synth import SYNTH_STYLES, MARKER, make_dataset, plan, read_landmarks
+from ssl_mae.synth import SYNTH_STYLES, MARKER, make_dataset, plan
+from ssl_mae.landmarks import read_landmarks
 
 SMALL = dict(n_subjects=12, img_size=48, progress=False)
 BONA, MORPH = re.compile(r'(\d{5})-(\d+)\.png'), re.compile(r'(\d{5})d(\d+)-vs-(\d{5})d(\d+)\.png')
