@@ -1,4 +1,4 @@
-"""Speed of face alignment (`ssl_mae align` / `ssl_mae.faces.align_dataset`), the per-photo cost a user pays once,
+"""Speed of face alignment (`ssl_mae align` / `ssl_mae.align.align_dataset`), the per-photo cost a user pays once,
 measured side by side in one run on real photos (scikit-image's `astronaut`, moved by known rotations, scales and
 shifts, saved as JPEG) at 224 px output:
 
@@ -20,7 +20,9 @@ from pathlib import Path
 import cv2, numpy as np
 import skimage.data
 from PIL import Image
-from ssl_mae.faces import AlignSettings, _align_file, _boxes, align, align_dataset, dlib_models, landmarks, read_photo
+from ssl_mae.config import AlignSettings
+from ssl_mae.faces import _boxes, align, dlib_models, landmarks, read_photo
+from ssl_mae.align import _align_file, align_dataset
 
 def photos(root:Path, n:int, side:int) -> list[Path]:
     "`n` JPEG photos of the astronaut at `side` px, each rotated, scaled and shifted differently."

@@ -2,6 +2,7 @@
 
 Modules:
 
+- `ssl_mae.align`: Aligned copies of every photo of a data set, resumable, with their landmarks and a report of every photo skipped; and the aligned inputs a trained detector needs.
 - `ssl_mae.callbacks`: The MAE pretext task, reconstruction snapshots, token weight decay, joint training and freezing as small fastai callbacks.
 - `ssl_mae.checkpoints`: MAE weights into a `MaskedAutoencoder`: HF folders, facebookresearch/mae and timm files, ssl_mae's encoder files.
 - `ssl_mae.cli`: `ssl_mae synth | align | pretrain | finetune | evaluate | predict | demo | config`: each subcommand is a thin layer over the library functions a notebook user calls, with one config story (`--preset`, `--config file.json`, `key=value` overrides), one run folder per run, one-line errors and a prompt `--help`.

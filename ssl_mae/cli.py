@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import anno_parser, CliError
-from .config import MAEConfig
+from .config import AlignSettings, MAEConfig
 from .io import write_atomic
 from . import __version__
 
@@ -108,7 +108,7 @@ def cli_align(src:str, # photo folder (SSL_MAE, style-first or any folder tree) 
              ) -> dict:
     ("Find, align and crop the face of every photo of SRC into DST (same layout, PNG) with "
      "landmarks.csv and a report.")
-    from ssl_mae.faces import align_dataset
+    from ssl_mae.align import align_dataset
     return align_dataset(src, dst, size=size, margin=margin, detector=detector, landmarks=landmarks,
                          n_workers=n_workers)
 
@@ -118,7 +118,7 @@ def data_alignment(cfg:MAEConfig, # the run's config
                   ) -> MAEConfig:
     ("`cfg` with `align` set as the data set's faces were aligned (its `aligned.json`), None for "
      "raw images.")
-    from ssl_mae.faces import AlignSettings, read_alignment
+    from ssl_mae.align import read_alignment
     new = read_alignment(data)
     if cfg.align is not None and AlignSettings.from_dict(cfg.align) != new:
         was = 'not aligned' if new is None else new.to_dict()

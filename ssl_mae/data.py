@@ -18,7 +18,6 @@ from itertools import chain
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torchvision.transforms.functional as TF
-from PIL import Image
 from fastcore.basics import merge, store_attr
 from fastai.data.block import DataBlock, CategoryBlock
 from fastai.data.core import TfmdDL

@@ -1,9 +1,9 @@
 """Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 
-`align_dataset(src, dst)` finds the face and its 68 landmarks in every photo of a data set (dlib), aligns it to one
-template by a similarity transform and writes the crops, their `landmarks.csv` and an `aligned.json` with the
-`AlignSettings` used. A trained detector prepares new photos the same way (`face_inputs`, `prepare_face`), so a raw
-photo and its aligned crop get the same pixels; `align_image` does it for one photo.
+`landmarks(img)` finds the faces in a photo and their 68 landmarks (dlib); `align(img, lms)` puts the eyes and the
+mouth on one template by a similarity transform and crops; `align_image` does both for one photo, exactly as every
+aligned image of ssl_mae is made, and `prepare_face` is what a detector trained on aligned faces sees of any photo.
+This module handles one photo at a time and imports no torch; aligning a whole data set is `ssl_mae.align`.
 
 Docs: https://ssl-mae.github.io/ssl_mae/faces.html.md"""
 
@@ -11,24 +11,20 @@ Docs: https://ssl-mae.github.io/ssl_mae/faces.html.md"""
 
 # %% ../nbs/02a_faces.ipynb #ac483c02
 from __future__ import annotations
-import importlib.util, json, multiprocessing, os, time, warnings
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+import importlib.util, warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-import cv2, numpy as np, pandas as pd
+import cv2, numpy as np
 from PIL import ImageOps
-from fastprogress.fastprogress import progress_bar
-from .config import AlignSettings, DETECTORS, TEMPLATE
-from .io import BadImageError, image_files, interactive, load_rgb, write_atomic
-from .landmarks import LANDMARKS, LEFT_EYE, MOUTH, RIGHT_EYE, read_landmarks, write_landmarks
+from .config import AlignSettings, DETECTORS
+from .io import load_rgb
+from .landmarks import LEFT_EYE, MOUTH, RIGHT_EYE
 
 # %% auto #0
-__all__ = ['FACES_EXTRA', 'INSIGHTFACE_5', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'ALIGNED', 'REPORT', 'STATUSES',
-           'LANDMARK_SOURCES', 'dlib_models', 'as_rgb', 'read_photo', 'Face', 'landmarks', 'template', 'anchors',
-           'similarity', 'align', 'FaceError', 'main_face', 'align_image', 'looks_aligned', 'summary_line',
-           'align_dataset', 'read_alignment', 'prepare_face', 'face_inputs', 'crop_margin', 'sample_margin']
+__all__ = ['FACES_EXTRA', 'INSIGHTFACE_5', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'dlib_models', 'as_rgb', 'read_photo', 'Face',
+           'landmarks', 'template', 'anchors', 'similarity', 'align', 'FaceError', 'main_face', 'align_image',
+           'looks_aligned', 'prepare_face', 'crop_margin']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
 # installs dlib-bin and face-recognition-models (with weights)
@@ -218,223 +214,6 @@ def looks_aligned(lms, # (68, 2) landmarks found on a size×size image
     off = np.abs(anchors(lms) - template(settings.size, settings.margin)).max()
     return bool(off <= tol*settings.size)
 
-# %% ../nbs/02a_faces.ipynb #51b36e21
-ALIGNED, REPORT = 'aligned.json', 'align_report.csv'  # written at the root of every aligned set
-# why a photo was skipped
-STATUSES = ('no_face', 'several_faces', 'unreadable', 'name_clash', 'no_landmarks')
-# where align_dataset takes landmarks from: dlib, or landmarks.csv
-LANDMARK_SOURCES = ('detect', 'file')
-
-def _png(rel:str) -> str:
-    "Where a photo's crop goes: its path with the suffix .png."
-    return Path(rel).with_suffix('.png').as_posix()
-
-def _manifest(csv:Path) -> pd.DataFrame:
-    "A CSV manifest's rows (all columns as text); a clear error when it has no `path` column."
-    try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"align: {csv} is not a CSV manifest ({type(e).__name__})") from None
-    if 'path' not in df:
-        raise ValueError(f"align: manifest {csv} has no `path` column: needs path[,label,...]")
-    return df
-
-def _sources(src:Path) -> tuple[Path, list[str]]:
-    "The folder whose layout is mirrored, and the photos to align as paths relative to it."
-    if not src.exists():
-        raise FileNotFoundError(f"align: {src} not found: "
-                                "give a folder of photos or a CSV manifest")
-    if src.is_dir(): return src, [f.relative_to(src).as_posix() for f in image_files(src)]
-    if src.suffix.lower() != '.csv':
-        raise ValueError(f"align: {src} is a file, not a folder or a CSV manifest")
-    paths = [os.path.normpath(src.parent/p) for p in _manifest(src)['path']]
-    base = Path(os.path.commonpath([str(src.parent), *paths]))
-    return base, sorted({Path(os.path.relpath(p, base)).as_posix() for p in paths})
-
-def _check_apart(base:Path, dst:Path):
-    "Refuse a `dst` inside the source data, or source data inside `dst`."
-    b, d = Path(os.path.realpath(base)), Path(os.path.realpath(dst))
-    if d == b or d.is_relative_to(b):
-        raise ValueError(f"align: DST {dst} is inside the source data {base}, where align never "
-                         "writes: choose a folder outside it")
-    if b.is_relative_to(d):
-        raise ValueError(f"align: the source data {base} is inside DST {dst}: "
-                         "choose a DST outside it")
-
-# %% ../nbs/02a_faces.ipynb #e158e7e1
-def _claim(dst:Path, record:dict) -> dict|None:
-    "The record of the set in `dst` to resume (same source and settings as `record`); None if new."
-    if dst.exists() and not dst.is_dir():
-        raise FileExistsError(f"align: DST {dst} is a file: give a folder")
-    if not dst.exists() or not any(dst.iterdir()): return None
-    why = f"it deletes nothing: give a new or empty folder (or remove {dst} yourself)"
-    # older sets: detected
-    try: old = {'landmarks': 'detect', **json.loads((dst/ALIGNED).read_text())}
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        raise FileExistsError(f"align: DST {dst} is not empty and has no readable {ALIGNED}, "
-                              "so align did not make it; " + why) from None
-    flat = lambda r: {**r, **r.get('settings', {})}  # compare settings one by one
-    diff = [f"{k}={flat(old).get(k)!r}, not {v!r}" for k, v in flat(record).items()
-            if k != 'settings' and flat(old).get(k) != v]
-    if diff:
-        diff = '; '.join(diff)
-        raise FileExistsError(f"align: DST {dst} holds faces aligned otherwise ({diff}); " + why)
-    return old
-
-# %% ../nbs/02a_faces.ipynb #97a478b6
-def _align_file(job:tuple) -> tuple:
-    "Align photo `(src, dst, settings, lms)` (lms None: detect), write a PNG: status, detail, lms."
-    src, dst, settings, lms = job
-    try:
-        if lms is None: crop, lms = align_image(read_photo(src), settings)
-        # given lms: stored pixels
-        else: crop, lms = align(load_rgb(src), lms, settings.size, settings.margin)
-    except FaceError as e: return e.status, str(e), None
-    except (BadImageError, FileNotFoundError) as e: return 'unreadable', str(e), None
-    png = cv2.imencode('.png', np.ascontiguousarray(crop[..., ::-1]))[1]
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(dst, lambda tmp: tmp.write_bytes(png.tobytes()))
-    return 'aligned', '', lms
-
-def _results(jobs:list, n_workers:int):
-    "`_align_file` of each job, in order: in this process, or in `n_workers` fresh ones."
-    if n_workers <= 1 or len(jobs) < 2: yield from map(_align_file, jobs); return
-    ctx = multiprocessing.get_context('spawn')  # fork is unsafe beside torch's and OpenCV's threads
-    with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex:
-        yield from ex.map(_align_file, jobs, chunksize=4)
-
-# %% ../nbs/02a_faces.ipynb #7133b87e
-def _save(dst:Path, lm_root:Path, lms:dict, report:dict):
-    "Write `landmarks.csv` (crops done so far) and the report (photos skipped so far), each whole."
-    write_landmarks(lm_root, {dst/_png(r): v for r, v in lms.items()})
-    rows = [(r, *v) for r, v in sorted(report.items())]
-    df = pd.DataFrame(rows, columns=['path', 'status', 'detail'])
-    write_atomic(dst/REPORT, lambda tmp: df.to_csv(tmp, index=False))
-
-def _done(dst:Path, lm_root:Path, rels:list) -> tuple[dict, dict]:
-    "What an earlier run did: {rel: landmarks} of crops on disk, {rel: (status, detail)} reported."
-    old = {os.path.normpath(k): v for k, v in read_landmarks(lm_root).items()}
-    on_disk = lambda p: p in old and Path(p).is_file()
-    lms = {r: old[p] for r in rels if on_disk(p := os.path.normpath(dst/_png(r)))}
-    if not (dst/REPORT).is_file(): return lms, {}
-    rep = pd.read_csv(dst/REPORT, dtype=str, keep_default_na=False)
-    report = {p: (s, d) for p, s, d in zip(rep['path'], rep['status'], rep['detail'])}
-    return lms, {r: v for r, v in report.items() if r in set(rels) and r not in lms}
-
-# %% ../nbs/02a_faces.ipynb #46b99ccf
-def _given(src:Path, base:Path, rels:list) -> dict:
-    "{rel: landmarks} of the photos in the source's landmarks.csv (at its root, by its manifest)."
-    root = src.parent if src.is_file() else src
-    lms = {os.path.normpath(k): v for k, v in read_landmarks(root).items()}
-    if not lms:
-        raise FileNotFoundError(f"align: --landmarks file needs {root/LANDMARKS} "
-                                "(path,x0,y0,...,x67,y67), which is missing or empty: let the "
-                                "detector find them (--landmarks detect)")
-    return {r: lms[p] for r in rels if (p := os.path.normpath(base/r)) in lms}
-
-def _posix_rel(p, start) -> str: return Path(os.path.relpath(p, start)).as_posix()
-
-def _write_manifest(src:Path, base:Path, dst:Path, lms:dict) -> Path:
-    "Copy manifest `src` into `dst` (same place below `base`), crops' paths, skipped rows left out."
-    df, out = _manifest(src), dst/os.path.relpath(src, base)
-    rel = [_posix_rel(os.path.normpath(src.parent/p), base) for p in df['path']]
-    keep = [r in lms for r in rel]
-    df = df[keep].assign(path=[_posix_rel(dst/_png(r), out.parent) for r, k in zip(rel, keep) if k])
-    return write_atomic(out, lambda tmp: df.to_csv(tmp, index=False))
-
-def _summary(dst:Path, lms:dict, report:dict, new:int) -> dict:
-    "Counts of an aligned set: crops, crops made by this run, skipped photos by status."
-    n = Counter(s for s, _ in report.values())
-    skipped = {k: n[k] for k in STATUSES if n[k]}
-    return dict(dst=dst, aligned=len(lms), new=new, skipped=skipped, report=dst/REPORT)
-
-# %% ../nbs/02a_faces.ipynb #e230d987
-def summary_line(summary:dict) -> str:
-    "One line for people: how many faces were aligned, and how many photos were skipped and why."
-    s, n = summary, sum(summary['skipped'].values())
-    counts = ', '.join(f'{k} {v}' for k, v in s['skipped'].items())
-    why = f" ({counts}), listed in {s['report']}" if n else ''
-    return (f"align: {s['aligned']} faces aligned in {s['dst']} ({s['new']} new); "
-            f"{n} photos skipped{why}")
-
-# %% ../nbs/02a_faces.ipynb #e599efce
-def align_dataset(src, # folder of photos (any layout) or CSV manifest
-                  dst, # new folder for the aligned set, or one to resume
-                  size:int=224, # crop side in pixels
-                  margin:float=.25, # border around the InsightFace frame, share of its side
-                  detector:str='hog', # one of DETECTORS
-                  det_size:int=512, # the detector sees each photo resized to this longer side
-                  landmarks:str='detect', # 'detect' (dlib) or 'file' (the source's landmarks.csv)
-                  n_workers:int=1, # processes aligning photos (dlib uses one core each)
-                  progress:bool=True, # a progress bar (where someone watches); print the summary
-                  save_every:float=30., # seconds between saves of landmarks and report (to resume)
-                 ) -> dict:
-    "Aligned PNG copies of the photos of `src` in `dst` (same layout), landmarks, report; counts."
-    settings = AlignSettings(size, margin, detector, det_size)
-    src, dst = (Path(os.path.abspath(Path(p).expanduser())) for p in (src, dst))
-    base, rels = _sources(src)
-    _check_apart(base, dst)
-    if not rels: raise ValueError(f"align: no image files in {src}")
-    if landmarks not in LANDMARK_SOURCES:
-        raise ValueError(f"align: --landmarks {landmarks}: choose one of "
-                         + ', '.join(LANDMARK_SOURCES))
-    given = _given(src, base, rels) if landmarks == 'file' else None
-    if given is None: dlib_models(detector)  # a missing extra fails here, before DST is touched
-    lm_root = dst/os.path.relpath(src.parent, base) if src.is_file() else dst
-    record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src),
-                  settings=settings.to_dict(),
-                  landmarks=landmarks)
-    old = _claim(dst, record)
-    lms, report = _done(dst, lm_root, rels) if old else ({}, {})
-    by_name = {}
-    for r in rels: by_name.setdefault(_png(r), []).append(r)
-    for r in rels:
-        if r in lms or r in report: continue
-        if (first := by_name[_png(r)][0]) != r:
-            report[r] = 'name_clash', f"its crop would be {_png(r)}, as that of {first}: rename one"
-        elif given is not None and r not in given:
-            report[r] = ('no_landmarks', f"not in the source set's {LANDMARKS}")
-    todo = [r for r in rels if r not in lms and r not in report]
-    manifest_missing = src.is_file() and not (dst/os.path.relpath(src, base)).is_file()
-    def write_record(r):
-        text = json.dumps(r, indent=1); write_atomic(dst/ALIGNED, lambda f: f.write_text(text))
-    if work := bool(todo or manifest_missing or not (old or {}).get('complete')):
-        dst.mkdir(parents=True, exist_ok=True)
-        write_record({**record, 'complete': False})
-        results = _results([(base/r, dst/_png(r), settings, None if given is None else given[r])
-                            for r in todo], n_workers)
-        if progress and interactive(): results = progress_bar(results, total=len(todo), leave=False)
-        saved = time.monotonic()
-        try:
-            for r, (status, detail, lm) in zip(todo, results):
-                if status == 'aligned': lms[r] = lm
-                else: report[r] = (status, detail)
-                if time.monotonic() - saved > save_every:
-                    _save(dst, lm_root, lms, report); saved = time.monotonic()
-        finally: _save(dst, lm_root, lms, report)
-        if src.is_file(): _write_manifest(src, base, dst, lms)
-    summary = _summary(dst, lms, report, sum(r in lms for r in todo))
-    if work: write_record({**record, 'complete': True, 'aligned': len(lms),
-                           'skipped': summary['skipped']})
-    if not lms:
-        counts = ', '.join(f'{k} {v}' for k, v in summary['skipped'].items())
-        raise ValueError(f"align: no face could be aligned in any of the {len(rels)} photos of "
-                         f"{src} ({counts}); each is listed in {dst/REPORT}")
-    if progress: print(summary_line(summary))
-    return summary
-
-# %% ../nbs/02a_faces.ipynb #3317038a
-def read_alignment(path, # a data folder, CSV manifest or image file
-                  ) -> AlignSettings|None:
-    "Settings of the aligned set holding `path` (the nearest aligned.json at or above it), or None."
-    p = Path(os.path.abspath(Path(path).expanduser()))
-    for d in ([p] if p.is_dir() else []) + list(p.parents):
-        if not (f := d/ALIGNED).is_file(): continue
-        try: return AlignSettings.from_dict(json.loads(f.read_text())['settings'])
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{f} was not written by ssl_mae align ({type(e).__name__}: {e}): "
-                             "align the set again into a new folder") from None
-    return None
-
 # %% ../nbs/02a_faces.ipynb #7da65865
 def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
                  settings:AlignSettings=AlignSettings(), # how the detector's training set was made
@@ -444,33 +223,6 @@ def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
     face = main_face(landmarks(img, s.detector, s.det_size))
     if img.shape[:2] == (s.size, s.size) and looks_aligned(face.lms, s): return img, False
     return align(img, face.lms, s.size, s.margin)[0], True
-
-# %% ../nbs/02a_faces.ipynb #7eab42f0
-def _differ(a:AlignSettings, b:AlignSettings) -> str:
-    "The fields where settings `a` differ from `b`, as text."
-    return ', '.join(f"{k}={v!r}, not {getattr(b, k)!r}"
-                     for k, v in a.to_dict().items() if v != getattr(b, k))
-
-def face_inputs(paths, # image files
-                settings:AlignSettings, # how the detector's training faces were aligned
-               ):
-    "For each file: (image, 'set' | 'crop' | 'photo'): how it was prepared; or (None, why not)."
-    # {folder: the settings of the aligned set holding it}, read once per folder
-    sets, warned = {}, set()
-    for p in map(Path, paths):
-        if p.parent not in sets: sets[p.parent] = read_alignment(p.parent)
-        if (s := sets[p.parent]) not in (None, settings, *warned):
-            warned.add(s)
-            warnings.warn(f"{p.parent} holds faces aligned otherwise ({_differ(s, settings)}) than "
-                          "the detector's training faces: each is aligned again from its crop. "
-                          "Better: align the raw photos with the detector's settings")
-        try:
-            img = read_photo(p)
-            if s == settings and img.shape[:2] == (s.size, s.size): yield img, 'set'
-            else:
-                crop, here = prepare_face(img, settings)
-                yield crop, 'photo' if here else 'crop'
-        except (FaceError, BadImageError, FileNotFoundError) as e: yield None, str(e)
 
 # %% ../nbs/02a_faces.ipynb #1bfdd4e9
 def crop_margin(lms, # (68, 2) landmarks found on a square image
@@ -484,17 +236,14 @@ def crop_margin(lms, # (68, 2) landmarks found on a square image
     m = (1/k - 1)/2 if k > 0 else -1.
     return float(m) if 0 <= m <= 2 and np.abs(d - k*c).max() <= tol else None
 
-# %% ../nbs/02a_faces.ipynb #0850791f
-def sample_margin(paths, # image files
-                  n:int=8, # look at up to this many of them, spread over the list
-                  det_size:int=256, # the detector's view: a crop's one large face needs no more
-                 ) -> float|None:
-    "Median margin if 3/4 of the faces in square images among `paths` look aligned, else None."
-    found = []
-    for p in list(paths)[::max(1, len(paths)//n)][:n]:
-        try: img = read_photo(p)
-        except (BadImageError, FileNotFoundError): continue
-        if img.shape[0] == img.shape[1] and (faces := landmarks(img, det_size=det_size)):
-            found.append(crop_margin(faces[0].lms, img.shape[0]))
-    crops = [m for m in found if m is not None]
-    return float(np.median(crops)) if crops and len(crops) >= .75*len(found) else None
+# %% ../nbs/02a_faces.ipynb #1767e18c
+_MOVED = {'align_dataset', 'read_alignment', 'face_inputs', 'sample_margin', 'summary_line', 'ALIGNED', 'REPORT',
+          'STATUSES', 'LANDMARK_SOURCES'}
+
+def __getattr__(name):
+    "A name that moved to `ssl_mae.align`, with a warning; an AttributeError for any other."
+    if name not in _MOVED: raise AttributeError(f"module 'ssl_mae.faces' has no attribute {name!r}")
+    warnings.warn(f"ssl_mae.faces.{name} moved to ssl_mae.align: import it from there", FutureWarning,
+                  stacklevel=2)
+    from ssl_mae import align
+    return getattr(align, name)

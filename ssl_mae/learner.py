@@ -25,7 +25,7 @@ from fastai.learner import Learner, load_learner
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed, num_distrib
 from fastai.distributed import DistributedDL
-from .config import MAEConfig
+from .config import AlignSettings, MAEConfig
 from .io import image_files, interactive, write_atomic
 from .model import MaskedAutoencoder
 from .detector import MADClassifier, vit_splitter
@@ -138,9 +138,8 @@ def check_test_styles(table:pd.DataFrame):
 
 # %% ../nbs/08_learner.ipynb #8d94ddf4
 def alignment(learn:Learner):
-    "The `faces.AlignSettings` of the detector's training faces, or None (images only resized)."
+    "The `AlignSettings` of the detector's training faces, or None (images only resized)."
     if (a := getattr(getattr(learn, 'cfg', None), 'align', None)) is None: return None
-    from ssl_mae.faces import AlignSettings  # the faces module only for detectors of aligned faces
     return AlignSettings.from_dict(a)
 
 # %% ../nbs/08_learner.ipynb #f8327339
@@ -157,7 +156,7 @@ def score_images(learn:Learner, # a detector learner (or one from `load_learner`
     paths = list(map(str, source['path'] if isinstance(source, pd.DataFrame) else source))
     if (s := alignment(learn)) is None:
         return pd.DataFrame(dict(path=paths, score=_preds(learn, paths), how='resized', error=''))
-    from ssl_mae.faces import face_inputs
+    from ssl_mae.align import face_inputs
     rows, todo = [], face_inputs(paths, s)
     while part := list(islice(todo, chunk)):
         got = iter(_preds(learn, [RGBImage.create(img) for img, _ in part if img is not None]))
@@ -176,7 +175,7 @@ def check_inputs(learn:Learner, # the detector
                           f"aligned as the detector's training faces were ({s.size} px, "
                           f"margin {s.margin}, {s.detector} detector)")
         return
-    from ssl_mae.faces import read_alignment, sample_margin
+    from ssl_mae.align import read_alignment, sample_margin
     paths = list(scored['path'])
     if found := {a for d in {Path(p).parent for p in paths} if (a := read_alignment(d))}:
         sets = ', '.join(f'{a.size} px, margin {a.margin}' for a in found)

@@ -13,17 +13,17 @@ Docs: https://ssl-mae.github.io/ssl_mae/synth.html.md"""
 
 # %% ../nbs/01_synth.ipynb #a4daf8c7
 from __future__ import annotations
-import json, os, zlib
+import json, zlib
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace as NS
-import cv2, numpy as np, pandas as pd
+import cv2, numpy as np
 from fastprogress.fastprogress import progress_bar
 from matplotlib.tri import Triangulation
 from scipy.spatial import Delaunay
 from scipy.stats import mannwhitneyu
 from .io import interactive, write_atomic
-from .landmarks import LANDMARKS, outline, read_landmarks, write_landmarks
+from .landmarks import LANDMARKS, outline, write_landmarks
 
 # %% auto #0
 __all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'MARKER', 'traits', 'capture', 'parts', 'landmarks',

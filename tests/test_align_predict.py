@@ -11,7 +11,9 @@ from PIL import Image
 from ssl_mae.cli import main
 from ssl_mae.config import MAEConfig
 from ssl_mae.data import mad_dls, protocol_tables, scan_mad
-from ssl_mae.faces import AlignSettings, align_dataset, align_image, read_alignment, read_photo
+from ssl_mae.align import align_dataset, read_alignment
+from ssl_mae.config import AlignSettings
+from ssl_mae.faces import align_image, read_photo
 from ssl_mae.learner import alignment, evaluate, load_exported, mad_learner, predict, score_images
 
 ASTRONAUT, COFFEE = skimage.data.astronaut(), skimage.data.coffee()

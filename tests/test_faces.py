@@ -6,11 +6,12 @@ from pathlib import Path
 import cv2, numpy as np, pandas as pd, pytest
 import skimage.data
 from PIL import Image
-from ssl_mae import faces
+from ssl_mae import align as align_job
 from ssl_mae.cli import main
 from ssl_mae.data import scan_mad
-from ssl_mae.faces import (REPORT, AlignSettings, FaceError, align, align_dataset, align_image, anchors, landmarks,
-                           looks_aligned, read_alignment, read_photo, template)
+from ssl_mae.align import REPORT, align_dataset, read_alignment
+from ssl_mae.config import AlignSettings
+from ssl_mae.faces import FaceError, align, align_image, anchors, landmarks, looks_aligned, read_photo, template
 from ssl_mae.synth import make_dataset
 from ssl_mae.landmarks import read_landmarks
 
@@ -167,14 +168,14 @@ def test_rerun_writes_nothing_and_refuses_other_settings(photos, aligned, tmp_pa
 
 def test_interrupted_run_completes(photos, aligned, tmp_path, monkeypatch):
     ref, _ = aligned
-    real, calls = faces._align_file, []
+    real, calls = align_job._align_file, []
     def stop_at_third(job):
         calls.append(job)
         if len(calls) == 3: raise KeyboardInterrupt
         return real(job)
-    monkeypatch.setattr(faces, '_align_file', stop_at_third)
+    monkeypatch.setattr(align_job, '_align_file', stop_at_third)
     with pytest.raises(KeyboardInterrupt): align_dataset(photos, tmp_path/'dst', progress=False)
-    monkeypatch.setattr(faces, '_align_file', real)
+    monkeypatch.setattr(align_job, '_align_file', real)
     assert not json.loads((tmp_path/'dst'/'aligned.json').read_text())['complete']
     assert len(read_landmarks(tmp_path/'dst')) + len(report(tmp_path/'dst')) == 2  # saved on the way out
     s = align_dataset(photos, tmp_path/'dst', progress=False)
@@ -187,7 +188,7 @@ def test_killed_run_completes(photos, aligned, tmp_path):
     many = tmp_path/'many'
     for i in range(12): save(many, f'p{i:02d}/astronaut.jpg', moved(ASTRONAUT, deg=i - 6, scale=.9))
     dst = tmp_path/'dst'
-    cmd = [sys.executable, '-c', f"from ssl_mae.faces import align_dataset; align_dataset({str(many)!r}, {str(dst)!r})"]
+    cmd = [sys.executable, '-c', f"from ssl_mae.align import align_dataset; align_dataset({str(many)!r}, {str(dst)!r})"]
     p = subprocess.Popen(cmd, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
     t = time.time()
     while p.poll() is None and not list(dst.rglob('*.png')) and time.time() - t < 120: time.sleep(.05)
