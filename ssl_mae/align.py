@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2, numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
 from .config import AlignSettings
-from .io import BadImageError, image_files, interactive, load_rgb, write_atomic
+from .io import BadImageError, claim_folder, image_files, inside, interactive, load_rgb, write_atomic
 from .landmarks import LANDMARKS, read_landmarks, write_landmarks
 from .faces import FaceError, align, align_image, crop_margin, dlib_models, landmarks, prepare_face, read_photo
 
@@ -61,33 +61,21 @@ def _sources(src:Path) -> tuple[Path, list[str]]:
 
 def _check_apart(base:Path, dst:Path):
     "Refuse a `dst` inside the source data, or source data inside `dst`."
-    b, d = Path(os.path.realpath(base)), Path(os.path.realpath(dst))
-    if d == b or d.is_relative_to(b):
+    if inside(dst, base):
         raise ValueError(f"align: DST {dst} is inside the source data {base}, where align never "
                          "writes: choose a folder outside it")
-    if b.is_relative_to(d):
+    if inside(base, dst):
         raise ValueError(f"align: the source data {base} is inside DST {dst}: "
                          "choose a DST outside it")
 
 # %% ../nbs/02b_align.ipynb #e158e7e1
 def _claim(dst:Path, record:dict) -> dict|None:
     "The record of the set in `dst` to resume (same source and settings as `record`); None if new."
-    if dst.exists() and not dst.is_dir():
-        raise FileExistsError(f"align: DST {dst} is a file: give a folder")
-    if not dst.exists() or not any(dst.iterdir()): return None
-    why = f"it deletes nothing: give a new or empty folder (or remove {dst} yourself)"
+    flat = lambda r: {**r, **r.get('settings', {})}  # settings compared one by one
+    wanted = {k: v for k, v in flat(record).items() if k != 'settings'}
     # older sets: detected
-    try: old = {'landmarks': 'detect', **json.loads((dst/ALIGNED).read_text())}
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        raise FileExistsError(f"align: DST {dst} is not empty and has no readable {ALIGNED}, "
-                              "so align did not make it; " + why) from None
-    flat = lambda r: {**r, **r.get('settings', {})}  # compare settings one by one
-    diff = [f"{k}={flat(old).get(k)!r}, not {v!r}" for k, v in flat(record).items()
-            if k != 'settings' and flat(old).get(k) != v]
-    if diff:
-        diff = '; '.join(diff)
-        raise FileExistsError(f"align: DST {dst} holds faces aligned otherwise ({diff}); " + why)
-    return old
+    return claim_folder(dst, ALIGNED, wanted, lambda m: flat({'landmarks': 'detect', **m}), 'align',
+                        'faces aligned otherwise')
 
 # %% ../nbs/02b_align.ipynb #97a478b6
 def _align_file(job:tuple) -> tuple:

@@ -367,11 +367,11 @@ def image_inputs(images:list, # folders (searched recursively) and image files, 
                  out:Path, # the output file, which must not be among them
                 ) -> list:
     "The image files `images` names, each once; one clear error for a missing path or an `--out` among them."
-    from ssl_mae.io import image_files
+    from ssl_mae.io import image_files, inside
     paths = []
     for i in map(Path, images):
         if i.is_dir():
-            if out.is_relative_to(i.resolve()):
+            if inside(out, i):
                 raise ValueError(f"--out {out} is inside {i}, a folder of images to score: write it elsewhere")
             paths += image_files(i)
         elif i.exists(): paths.append(i)

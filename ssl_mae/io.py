@@ -3,7 +3,7 @@ as RGB with one clear error, image folders listed safely. No torch, no fastai.
 
 The light floor of the package: `write_atomic` (a file is written whole or not at all), `interactive` (a notebook
 or a terminal, where progress bars help), `load_rgb`/`open_image` with `BadImageError`, and `image_files` (every
-image under a folder, once). It imports neither torch nor fastai, so the face-alignment workers that use it start
+image under a folder, once), `inside` and `claim_folder` (whose folder a writer may write in). It imports neither torch nor fastai, so the face-alignment workers that use it start
 fast.
 
 Docs: https://ssl-mae.github.io/ssl_mae/io.html.md"""
@@ -12,7 +12,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/io.html.md"""
 
 # %% ../nbs/00a_io.ipynb #6d040682
 from __future__ import annotations
-import mimetypes, os, sys
+import json, mimetypes, os, sys
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -20,7 +20,7 @@ from fastcore.imports import in_notebook
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'write_atomic', 'interactive', 'BadImageError', 'check_file', 'open_image', 'load_rgb',
-           'image_files']
+           'image_files', 'inside', 'claim_folder']
 
 # %% ../nbs/00a_io.ipynb #5a41be69
 def write_atomic(path, # the file to (over)write
@@ -101,3 +101,35 @@ def image_files(folder, # searched recursively
                 if r in found and twice is not None: twice.append((found[r], p))
                 if r not in found or Path(os.path.abspath(p)) == r: found[r] = p  # once, by its own path if seen
     return sorted(found.values())
+
+# %% ../nbs/00a_io.ipynb #8ee57724
+def inside(path, # a file or folder, existing or not
+           folder, # the folder it must not be in
+          ) -> bool:
+    "Whether `path` is `folder` or lies inside it, symbolic links resolved."
+    p, f = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return p == f or p.is_relative_to(f)
+
+# %% ../nbs/00a_io.ipynb #09587db2
+def claim_folder(dst, # the output folder: new, empty, or one this writer made
+                 manifest:str, # the writer's manifest file at its root, e.g. 'synth.json'
+                 wanted:dict, # the values the folder's content must have been made with: {name: value}
+                 made, # `made(manifest dict)`: the same names and the values it was made with
+                 who:str, # the writer, first word of every error (e.g. 'make_dataset')
+                 otherwise:str='content made otherwise', # what a folder made with other values holds
+                ) -> dict|None:
+    "The manifest of `dst` to resume, or None for a new or empty folder; every other folder is refused."
+    dst = Path(dst)
+    fix = f"it deletes nothing: give a new or empty folder (or remove {dst} yourself)"
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"{who}: {dst} is a file, not a folder: give a folder")
+    if not dst.exists() or not any(dst.iterdir()): return None
+    if not (dst/manifest).is_file():
+        raise FileExistsError(f"{who}: {dst} is not empty and has no {manifest}, so {who} did not make it; {fix}")
+    try: old = json.loads((dst/manifest).read_text()); had = made(old)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError): had = None
+    if not isinstance(had, dict):
+        raise FileExistsError(f"{who}: {dst/manifest} was not written by {who}; {fix}")
+    if diff := [f"{k}={had.get(k)!r}, not {v!r}" for k, v in wanted.items() if had.get(k) != v]:
+        raise FileExistsError(f"{who}: {dst} holds {otherwise} ({'; '.join(diff)}); {fix}")
+    return old

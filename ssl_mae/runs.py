@@ -21,7 +21,7 @@ from fastai.callback.schedule import fit_one_cycle  # noqa: patches Learner.fit_
 from fastai.learner import Learner, save_model
 from fastai.torch_core import rank_distrib
 from .config import MAEConfig
-from .io import write_atomic
+from .io import inside, write_atomic
 from .callbacks import JointMAE
 
 # %% auto #0
@@ -38,8 +38,8 @@ def new_run_dir(root='runs', # parent folder of all runs
                ) -> Path:
     "Create and return a new folder `root/name-<UTC time>` (suffixed -2, -3, ... if taken)."
     root = Path(root).resolve()
-    for d in map(lambda d: Path(d).resolve(), data_roots):
-        if root == d or d in root.parents:
+    for d in data_roots:
+        if inside(root, d):
             raise ValueError(f"Run folder {root} is inside the data set {d}: "
                              "choose an output folder outside it")
     stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')

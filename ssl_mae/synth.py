@@ -22,7 +22,7 @@ from fastprogress.fastprogress import progress_bar
 from matplotlib.tri import Triangulation
 from scipy.spatial import Delaunay
 from scipy.stats import mannwhitneyu
-from .io import interactive, write_atomic
+from .io import claim_folder, interactive, write_atomic
 from .landmarks import LANDMARKS, outline, write_landmarks
 
 # %% auto #0
@@ -420,20 +420,6 @@ def _check(ok, name, value, want):
 def _check_int(name, value, lo):
     _check(isinstance(value, int) and value >= lo, name, value, f'an int >= {lo}')
 
-def _refuse(root, why):
-    raise FileExistsError(f"make_dataset: {root} {why}; it deletes nothing: give a new or empty "
-                          "folder (or remove that one yourself)")
-
-def _check_owned(root:Path, params:dict):
-    "Refuse a non-empty `root` that make_dataset did not make, or made with other parameters."
-    if not (root/MARKER).is_file():
-        _refuse(root, f"is not empty and has no {MARKER}, so make_dataset did not make it")
-    try: old = json.loads((root/MARKER).read_text()).get('params')
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError): old = None
-    if not isinstance(old, dict): _refuse(root, f"has a {MARKER} that make_dataset did not write")
-    if diff := [f"{k}={old.get(k)!r}, not {v!r}" for k, v in params.items() if old.get(k) != v]:
-        _refuse(root, f"holds a set made with other parameters ({'; '.join(diff)})")
-
 # %% ../nbs/01_synth.ipynb #5aac3f59
 def make_dataset(root, # folder to write: new, empty, or made by make_dataset with these parameters
                  n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
@@ -454,8 +440,7 @@ def make_dataset(root, # folder to write: new, empty, or made by make_dataset wi
     params = dict(n_subjects=n_subjects, img_size=img_size, styles=list(styles), seed=seed,
                   per_subject=per_subject, bonafide_frac=bonafide_frac)
     root, jobs = Path(root), plan(n_subjects, styles, seed, per_subject, bonafide_frac)
-    if root.exists() and not root.is_dir(): _refuse(root, "is a file, not a folder")
-    if root.exists() and any(root.iterdir()): _check_owned(root, params)
+    claim_folder(root, MARKER, params, lambda m: m.get('params'), 'make_dataset', 'a set made with other parameters')
     todo = [j for j in jobs if not (root/j[0]).is_file()]
     say = print if progress else lambda *a: None
     if not todo and (root/LANDMARKS).is_file():
