@@ -29,7 +29,9 @@ from ssl_mae.landmarks import read_landmarks
 from ssl_mae.data import scan_mad, load_rgb
 from ssl_mae.learner import load_exported
 from ssl_mae.metrics import mad_metrics
-from ssl_mae.pseudo import align, audit_pairs, gauss_blur, shortcut_audit
+from ssl_mae.metrics import shortcut_audit
+from ssl_mae.pseudo import audit_pairs
+from ssl_mae.pseudo_ops import gauss_blur, warp_onto
 
 
 def images(paths, size:int) -> torch.Tensor:
@@ -65,7 +67,7 @@ def probe(pkl, table, root, size:int, n:int) -> pd.DataFrame:
                'resampled (0.6x and back)': F.interpolate(F.interpolate(x, scale_factor=.6, mode='area'),
                                                          (size, size), mode='bilinear'),
                'noised (3/255)': (x + torch.randn(x.shape, generator=torch.Generator().manual_seed(0))*3/255).clamp(0, 1),
-               'dissolved with another capture put onto it (0.5)': .5*x + .5*align(x[other], lms[other], lms),
+               'dissolved with another capture put onto it (0.5)': .5*x + .5*warp_onto(x[other], lms[other], lms),
                'dissolved with another person, unaligned (0.5)': .5*x + .5*x.roll(7, 0)}
     for s in SYNTH_STYLES: changed[f'real {s} morphs (P1)'] = real_pairs(table, s, size, n)[1]
     base, rows = scores(learn, x), {}

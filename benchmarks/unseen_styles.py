@@ -40,7 +40,8 @@ from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.data import scan_mad, mae_dls, mad_dls, protocol_tables
 from ssl_mae.learner import mae_learner, mad_learner, evaluate, load_encoder
 from ssl_mae.metrics import fuse_scores, style_report, trained_styles
-from ssl_mae.pseudo import pseudo_learner, audit_pairs, shortcut_audit
+from ssl_mae.metrics import shortcut_audit
+from ssl_mae.pseudo import pseudo_learner, audit_pairs
 
 # arm -> (train style, its detectors as (pseudo mode, config overrides)); (d) fuses the scores of its two
 ARMS = {'a': ('LMA', [(None, [])]), 'b': ('pseudo', [('only', [])]), 'c': ('LMA+pseudo', [('mix', [])]),

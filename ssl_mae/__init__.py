@@ -18,6 +18,7 @@ Modules:
 - `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
 - `ssl_mae.model`: The masked autoencoder in facebookresearch/mae's shape, on timm blocks.
 - `ssl_mae.pseudo`: Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
+- `ssl_mae.pseudo_ops`: Self-blended and self-morphed pseudo-morphs made from bona fide images and their landmarks: batched tensor operations on any device, every random number from a seeded stream of each image.
 - `ssl_mae.runs`: One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own `start_epoch`, and console output that suits a notebook, a terminal or a log file.
 - `ssl_mae.synth`: Procedural faces with exact landmarks, three morph styles and a MAD folder set, so no demo needs restricted data.
 - `ssl_mae.viz`: DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a matplotlib Figure, written as PNG on request."""

@@ -28,13 +28,13 @@ from fastai.vision.augment import Resize, Rotate, Zoom, Brightness, Contrast, se
 from fastai.vision.augment import DisplayedTransform
 from fastai.torch_core import TensorImage, set_seed, num_distrib
 from .config import MAEConfig
-from .io import BadImageError, check_file, image_files, load_rgb, open_image
+from .io import BadImageError, check_file, image_files, load_rgb, open_image, visible_cores
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABELS', 'COLUMNS', 'LAYOUTS', 'TRAIN_SPLITS', 'TEST_SPLITS', 'label_of', 'frgc_subject', 'subject_ids',
            'detect_layout', 'bad_images', 'scan_mad', 'split_by_subject', 'class_weights', 'train_table', 'test_tables',
-           'testable_styles', 'protocol_tables', 'RGBImage', 'RandBlur', 'mad_augs', 'CachedDL', 'visible_cores',
-           'loader_kwargs', 'mad_dls', 'mad_test_dl', 'mae_dls']
+           'testable_styles', 'protocol_tables', 'RGBImage', 'RandBlur', 'mad_augs', 'CachedDL', 'loader_kwargs',
+           'item_path', 'item_class', 'squish_resize', 'mad_dls', 'mad_test_dl', 'mae_dls']
 
 # %% ../nbs/02_data.ipynb #8a05ade8
 CLASSES = ('bonafide', 'morph')  # class names, index = label
@@ -364,10 +364,6 @@ class CachedDL(TfmdDL):
         return item
 
 # %% ../nbs/02_data.ipynb #6497b03e
-def visible_cores() -> int:
-    "CPU cores this process may run on."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
 def loader_kwargs(cfg:MAEConfig|None, # its `num_workers`: a number, or None to choose
                   num_workers:int|None=None, # overrides `cfg.num_workers` when given
                  ) -> dict:
@@ -378,9 +374,9 @@ def loader_kwargs(cfg:MAEConfig|None, # its `num_workers`: a number, or None to 
     return dict(num_workers=n, pin_memory=gpu)
 
 # %% ../nbs/02_data.ipynb #d3f144f3
-def _path(o): return o['path'] if isinstance(o, pd.Series) else o
-def _class(r): return CLASSES[int(r['label'])]
-def _resize(cfg): return Resize(cfg.img_hw, method='squish')
+def item_path(o): return o['path'] if isinstance(o, pd.Series) else o  # a table row's image path (or a path)
+def item_class(r): return CLASSES[int(r['label'])]  # a table row's class name
+def squish_resize(cfg): return Resize(cfg.img_hw, method='squish')  # every image to the config's size, whole
 
 def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an `is_valid` column
             train_style:str|None=None, # style trained on (default cfg.train_dataset)
@@ -391,8 +387,8 @@ def mad_dls(table:pd.DataFrame, # a scan_mad table, or a training table with an 
     cfg = cfg or MAEConfig(seed=0)  # a fixed default: the same split every call
     train = table if 'is_valid' in table else train_table(table, train_style, cfg)
     block = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=CLASSES)),
-                      get_x=_path, get_y=_class, splitter=ColSplitter('is_valid'),
-                      item_tfms=_resize(cfg),
+                      get_x=item_path, get_y=item_class, splitter=ColSplitter('is_valid'),
+                      item_tfms=squish_resize(cfg),
                       batch_tfms=[*mad_augs(cfg), Normalize.from_stats(cfg.mean, cfg.std)])
     bs = min(cfg.batch_size, int((~train['is_valid']).sum()))
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
@@ -438,9 +434,9 @@ def mae_dls(source, # folder of images (recursive), scan_mad table, or list of i
         raise ValueError(f"{source} holds {len(items)} readable images: "
                          "pretraining needs at least 2")
     valid = np.random.default_rng(cfg.seed).permutation(len(items))[:round(len(items) * valid_pct)]
-    block = DataBlock(blocks=(ImageBlock(RGBImage),), get_x=_path, splitter=IndexSplitter(valid),
+    block = DataBlock(blocks=(ImageBlock(RGBImage),), get_x=item_path, splitter=IndexSplitter(valid),
                       n_inp=1,
-                      item_tfms=_resize(cfg),
+                      item_tfms=squish_resize(cfg),
                       batch_tfms=[*batch_tfms, Normalize.from_stats(cfg.mean, cfg.std)])
     set_seed(cfg.seed)  # the loaders draw their shuffling generators now
     bs = min(cfg.batch_size, len(items) - len(valid))

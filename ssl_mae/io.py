@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from fastcore.imports import in_notebook
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'write_atomic', 'interactive', 'BadImageError', 'check_file', 'open_image', 'load_rgb',
-           'image_files', 'inside', 'claim_folder']
+__all__ = ['IMAGE_EXTENSIONS', 'write_atomic', 'interactive', 'visible_cores', 'BadImageError', 'check_file', 'open_image',
+           'load_rgb', 'image_files', 'inside', 'claim_folder']
 
 # %% ../nbs/00a_io.ipynb #5a41be69
 def write_atomic(path, # the file to (over)write
@@ -41,6 +41,11 @@ def write_atomic(path, # the file to (over)write
 def interactive() -> bool:
     "True in a notebook or when stdout is a terminal: where progress bars help rather than litter."
     return in_notebook() or sys.stdout.isatty()
+
+# %% ../nbs/00a_io.ipynb #7580cfb5
+def visible_cores() -> int:
+    "CPU cores this process may run on."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 # %% ../nbs/00a_io.ipynb #5b769606
 class BadImageError(ValueError):

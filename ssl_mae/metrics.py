@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
 from fastai.metrics import AccumMetric
 from torchmetrics.functional.classification import binary_roc
+from scipy.stats import mannwhitneyu
 from .detector import morph_score
 
 # %% auto #0
 __all__ = ['OPERATING_POINTS', 'RATE_COLS', 'MD_COLS', 'checked', 'det_points', 'apcer_bpcer', 'mad_metrics', 'md_table',
-           'trained_styles', 'StyleReport', 'style_report', 'fuse_scores', 'DEER', 'BPCERAtAPCER', 'AUC']
+           'trained_styles', 'StyleReport', 'style_report', 'fuse_scores', 'DEER', 'BPCERAtAPCER', 'AUC',
+           'trivial_features', 'shortcut_audit']
 
 # %% ../nbs/05_metrics.ipynb #c46f0892
 def _np(x):
@@ -283,3 +285,31 @@ def BPCERAtAPCER(x:float=0.1, # the APCER bound, as a fraction
 def AUC() -> AccumMetric:
     "fastai metric: ROC AUC over the whole validation set."
     return AccumMetric(_on_valid, flatten=False, name='auc', f=_auc)
+
+# %% ../nbs/05_metrics.ipynb #b61428a6
+def trivial_features(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
+                    ) -> dict:
+    ("Per image: Laplacian variance, JPEG blockiness, mean R, G, B, and the share of spectral "
+     "energy above 1/4 cycle/px.")
+    grey = x.mean(1)
+    lap = (4*grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2]
+           - grey[:, 1:-1, 2:])
+    dx, H, W = (grey[:, :, 1:] - grey[:, :, :-1]).abs(), *grey.shape[1:]
+    border = torch.arange(W - 1) % 8 == 7
+    power = torch.fft.rfft2(grey - grey.mean((1, 2), keepdim=True)).abs()**2
+    high = (torch.fft.fftfreq(H)[:, None]**2 + torch.fft.rfftfreq(W)[None]**2).sqrt() > .25
+    return dict(laplacian_var=lap.flatten(1).var(1),
+                jpeg_blockiness=(dx[..., border].mean((1, 2))
+                                 /dx[..., ~border].mean((1, 2)).clamp_min(1e-8)),
+                mean_r=x[:, 0].mean((1, 2)), mean_g=x[:, 1].mean((1, 2)),
+                mean_b=x[:, 2].mean((1, 2)),
+                high_freq_energy=(power*high).sum((1, 2))/power.sum((1, 2)).clamp_min(1e-12))
+
+# %% ../nbs/05_metrics.ipynb #aad06acd
+def shortcut_audit(bona:torch.Tensor, # (B, 3, H, W) bona fide images
+                   fakes:torch.Tensor, # (B, 3, H, W) pseudo-morphs made from them
+                  ) -> dict:
+    ("{feature: AUC of the feature scoring pseudo-morphs above bona fide images} (0.5: no "
+     "information).")
+    fb, ff = trivial_features(bona), trivial_features(fakes)
+    return {k: float(mannwhitneyu(ff[k], fb[k]).statistic/(len(bona)*len(fakes))) for k in fb}

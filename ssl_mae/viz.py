@@ -20,7 +20,7 @@ from .model import patch_mean_var
 # %% auto #0
 __all__ = ['DET_TICKS', 'Figure', 'finish', 'score_sets', 'plot_det', 'plot_roc', 'plot_score_hist', 'reconstruct',
            'show_reconstructions', 'norm_stats', 'patch_errors', 'plot_error_map', 'training_history',
-           'plot_training_curves']
+           'plot_training_curves', 'show_rows']
 
 # %% ../nbs/06_viz.ipynb #0e741005
 class Figure(matplotlib.figure.Figure):
@@ -240,4 +240,21 @@ def plot_training_curves(src, # a fastai `Recorder` (`learn.recorder`) or a CSVL
         ax.set(xlabel='epoch', title=title if len(groups) > 1 else None)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return finish(fig, save)
+
+# %% ../nbs/06_viz.ipynb #3dd516f9
+def show_rows(rows:dict, # {row title: (B, C, H, W) tensor in [0, 1], C = 3 or 1}
+              n:int=6, # images per row
+              save=None, # a path to write the figure as PNG
+             ) -> Figure:
+    "A grid of images: one row per entry of `rows`, titled with its key."
+    fig = Figure(figsize=(1.6*n, 1.7*len(rows)), layout='constrained')
+    axs = fig.subplots(len(rows), n, squeeze=False)
+    for i, (title, t) in enumerate(rows.items()):
+        for j, ax in enumerate(axs[i]):
+            ax.set_axis_off()
+            if j >= len(t): continue
+            im = t[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap='gray', vmin=0, vmax=1)
+        axs[i, 0].set_title(title, fontsize=9, loc='left')
     return finish(fig, save)

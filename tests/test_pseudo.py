@@ -9,7 +9,9 @@ from ssl_mae.synth import make_dataset
 from ssl_mae.landmarks import read_landmarks
 from ssl_mae.data import scan_mad, load_rgb, protocol_tables
 from ssl_mae.learner import evaluate, predict
-from ssl_mae.pseudo import pseudo_morph, jpeg, shortcut_audit, pseudo_learner, pseudo_pool
+from ssl_mae.metrics import shortcut_audit
+from ssl_mae.pseudo import pseudo_learner, pseudo_pool
+from ssl_mae.pseudo_ops import jpeg, pseudo_morph
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
