@@ -26,7 +26,8 @@ from pathlib import Path
 from fastai.torch_core import rank_distrib, num_distrib
 from ssl_mae.config import MAEConfig
 from ssl_mae.data import scan_mad, mad_dls, train_table
-from ssl_mae.learner import mad_learner, ddp_ctx
+from ssl_mae.learner import mad_learner
+from ssl_mae.distributed import ddp_ctx
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,6 +9,7 @@ Modules:
 - `ssl_mae.config`: `MAEConfig`: every knob of a run in one validated object, with presets, JSON and `key=value` overrides.
 - `ssl_mae.data`: Scan a MAD data folder or manifest into one table (`path, label, style, split, subject`), split it by subject, weigh its classes, and serve it as fastai `DataLoaders`.
 - `ssl_mae.detector`: The morph detector on an MAE encoder: scores from logits, the heads, `MADClassifier` and its parameter groups.
+- `ssl_mae.distributed`: Data-parallel training on several GPUs or several CPU processes: fastai's `distrib_ctx`, with loaders that also run under gloo on CPUs.
 - `ssl_mae.faces`: Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 - `ssl_mae.io`: General helpers every other module uses: files written whole, progress only where someone watches, images read as RGB with one clear error, image folders listed safely. No torch, no fastai.
 - `ssl_mae.landmarks`: The 68 iBUG face landmarks: their named groups, and the `landmarks.csv` file every data set carries.

@@ -8,8 +8,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #0a1d17fb
 from __future__ import annotations
-import inspect, os, re, shutil, sys, traceback, typing, warnings
-from contextlib import contextmanager
+import inspect, os, re, sys, traceback, typing, warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -20,10 +19,10 @@ from . import __version__
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS', 'COMMANDS',
-           'USER_ERRORS', 'run_config', 'run_folder', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout',
-           'pretrain_images', 'Interrupted', 'one_writer', 'resumable', 'resume_start', 'cli_pretrain', 'cli_finetune',
-           'load_detector', 'detector_names', 'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict',
-           'side_by_side', 'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
+           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout', 'pretrain_images',
+           'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_names', 'fused_positions', 'cli_evaluate',
+           'image_inputs', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage',
+           'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -52,30 +51,6 @@ def run_config(config=None, # JSON file of config fields (e.g. a run's config.js
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     return (MAEConfig.from_json(config) if config else PRESETS[preset]()).override(overrides)
-
-# %% ../nbs/09_cli.ipynb #a48a2c0a
-@contextmanager
-def run_folder(out, # parent folder of new runs
-               name:str, # run name: the start of the folder name
-               data, # the data set folder (runs never go inside it)
-               resume=None, # folder of a run to continue instead
-              ):
-    ("The run's folder, as an absolute path: the one to resume, else a new `out/<name>-<UTC time>`, "
-     "removed again if the command fails.")
-    if resume is not None: yield Path(resume).resolve(); return  # the run's files are written from any folder
-    from ssl_mae.runs import new_run_dir, STATE
-    out = Path(out).resolve()
-    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this command creates
-    run = new_run_dir(out, name, data_roots=[data])
-    try: yield run
-    except BaseException:
-        # nothing trained: nothing to keep, not even the empty folders made for it
-        if not (run/STATE).exists():
-            shutil.rmtree(run, ignore_errors=True)
-            for d in made:
-                try: d.rmdir()
-                except OSError: break  # not empty (or not ours to remove)
-        raise
 
 # %% ../nbs/09_cli.ipynb #106a9d55
 _STYLES = dict(nargs='+', type=str, metavar='STYLE')  # a list option: --styles LMA MorDiff
@@ -147,35 +122,6 @@ def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder 
     table = scan_mad(data, skip_bad=skip_bad)
     return table[~table['split'].isin(TEST_SPLITS) & (table['label'].eq(0) | (not bonafide_only))]
 
-# %% ../nbs/09_cli.ipynb #ff99fd2f
-class Interrupted(KeyboardInterrupt):
-    "Ctrl-C during training, saying where the run stands and how to continue it."
-
-# %% ../nbs/09_cli.ipynb #b35b1475
-def one_writer(run:Path, # the run folder
-               sub:str, # the subcommand (pretrain, finetune)
-               data, # the data argument, for the resume command
-              ):
-    "`runs.writer_lock` of a run folder: a second command on it is refused at once, saying how to go on."
-    from ssl_mae.runs import writer_lock
-    return writer_lock(run, f"continue it with `ssl_mae {sub} {data} --resume {run}` once that one has ended")
-
-@contextmanager
-def resumable(run:Path, # the run folder
-              sub:str, # the subcommand (pretrain, finetune)
-              data, # the data argument, for the resume command
-             ):
-    ("Turn Ctrl-C during training into an `Interrupted` naming the last checkpoint and the command "
-     "that resumes.")
-    try: yield
-    except KeyboardInterrupt:
-        from ssl_mae.runs import run_state
-        if not (n := run_state(run).get('epochs_trained')):
-            raise Interrupted("interrupted before the first epoch ended")
-        raise Interrupted(f"interrupted after {n} trained epochs; the last checkpoint is "
-                          f"{run/'last.pth'}: continue with "
-                          f"`ssl_mae {sub} {data} --resume {run}`") from None
-
 # %% ../nbs/09_cli.ipynb #fc2f14b6
 # argument types shared by the run commands
 Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]
@@ -184,22 +130,6 @@ SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) ins
                           "at the first"]
 Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30",
                       dict(nargs='*', opt=False, type=str)]
-
-def resume_start(learn, # the learner of the run to continue (its folder: `learn.path`)
-                 sub:str, # the subcommand (pretrain, finetune)
-                 product:str, # the file a finished run leaves (encoder.pth, export.pkl)
-                ) -> int:
-    ("The epoch a resumed run goes on from; for a finished run, its best weights to write `product` "
-     "again, or one clear error when it is there.")
-    from ssl_mae.runs import resume_run
-    start, run = resume_run(learn, sub), learn.path
-    if start < learn.cfg.num_epochs: return start
-    if (run/product).exists():
-        raise ValueError(f"--resume {run}: the run is finished ({start} of {learn.cfg.num_epochs} epochs; "
-                         f"{run/product}); to train longer, start a new run with its config: "
-                         f"`ssl_mae {sub} DATA --config {run/'config.json'} num_epochs=N`")
-    learn.load('best', with_opt=False)  # trained to the end, stopped before writing its result
-    return start
 
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
@@ -212,6 +142,7 @@ def cli_pretrain(data:str, # MAD data set or folder of images
      "new run folder.")
     from ssl_mae.data import mae_dls
     from ssl_mae.learner import mae_learner, save_encoder
+    from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = ['bonafide_only=True'] if bonafide_only else []
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
     # the run records how its images were prepared
@@ -243,6 +174,7 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     from ssl_mae.data import scan_mad, mad_dls
     from ssl_mae.learner import load_encoder, mad_learner
     from ssl_mae.pseudo import pseudo_learner
+    from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = [*([f'train_dataset={train_style}'] if train_style else []),
              *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
@@ -328,6 +260,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
     from ssl_mae.data import scan_mad
     from ssl_mae.learner import check_test_styles, evaluate, write_plots, write_report
     from ssl_mae.metrics import fuse_scores
+    from ssl_mae.runs import run_folder
     fused_of = fused_positions(fuse, len(model))
     files = [Path(m).resolve() for m in model]
     if twice := [m for m, f in zip(model, files) if files.count(f) > 1]:

@@ -16,15 +16,13 @@ Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 from __future__ import annotations
 import copy, json, warnings
 from itertools import islice
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.distributed as dist
+import numpy as np, pandas as pd, torch
 from fastcore.foundation import L
 from fastai.learner import Learner, load_learner
 from fastai.optimizer import Adam
-from fastai.torch_core import set_seed, num_distrib
-from fastai.distributed import DistributedDL
+from fastai.torch_core import set_seed
 from .config import AlignSettings, MAEConfig
 from .io import image_files, interactive, write_atomic
 from .model import MaskedAutoencoder
@@ -36,13 +34,14 @@ from .data import CLASSES, RGBImage, mad_test_dl, bad_images
 from .data import class_weights as weights_of
 from .metrics import DEER, BPCERAtAPCER, mad_metrics, style_report
 from .viz import plot_det, plot_roc, plot_score_hist
-from .callbacks import *
-from .runs import *
+from .callbacks import Compile, FreezeStrategy, JointMAE, MAEPretrain, NoDecayTokens, Precision
+from .callbacks import ReconSnapshot, mae_loss
+from .runs import CtrlC, NonFiniteLoss, RunCheckpoint, RunLog, epoch_lines, new_run_dir, run_state, start_run
 
 # %% auto #0
 __all__ = ['speed_callbacks', 'mae_learner', 'save_encoder', 'load_encoder', 'layer_decay_lr', 'mad_learner', 'check_test_styles',
            'alignment', 'score_images', 'check_inputs', 'write_report', 'write_plots', 'evaluate', 'load_exported',
-           'predict', 'CPUDistributedDL', 'ddp_ctx']
+           'predict']
 
 # %% ../nbs/08_learner.ipynb #90e0486c
 def _adamw(cfg:MAEConfig): return partial(Adam, mom=cfg.betas[0], sqr_mom=cfg.betas[1], eps=1e-8)
@@ -301,26 +300,3 @@ def predict(src, # a detector Learner, or the path of one saved with `learn.expo
     s = pd.Series([scores.get(p, np.nan) for p in paths], dtype=float)
     decision = (s >= threshold).astype('Int64').mask(s.isna())
     return pd.DataFrame(dict(path=paths, score=s, decision=decision, error=[why[p] for p in paths]))
-
-# %% ../nbs/08_learner.ipynb #4f3a3aa5
-class CPUDistributedDL(DistributedDL):
-    "fastai's `DistributedDL`, sending its shuffle order on the CPU unless the backend is nccl."
-    def _broadcast(self, t, rank):
-        "Send the list of ints `t` from `rank` to every process and return it."
-        device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-        t = torch.tensor(t, dtype=torch.long, device=device)
-        dist.broadcast(t, rank)
-        return t.tolist()
-
-# %% ../nbs/08_learner.ipynb #50415900
-@contextmanager
-def ddp_ctx(learn:Learner, # the learner every process builds alike
-            **kwargs): # passed on to fastai's `learn.distrib_ctx`, e.g. `cpu=True`
-    "fastai's `learn.distrib_ctx` with loaders that also run under gloo on CPUs; no-op alone."
-    with learn.distrib_ctx(**kwargs):
-        loaders = learn.dls.loaders
-        if num_distrib():
-            device = learn.distributed_trainer.accelerator.device
-            learn.dls.loaders = [CPUDistributedDL(dl, device=device) for dl in loaders]
-        try: yield learn
-        finally: learn.dls.loaders = loaders

@@ -25,8 +25,9 @@ from .io import inside, write_atomic
 from .callbacks import JointMAE
 
 # %% auto #0
-__all__ = ['CONFIG', 'STATE', 'LOG', 'new_run_dir', 'start_run', 'run_state', 'RunCheckpoint', 'resume_run', 'RunLog',
-           'NonFiniteLoss', 'EpochLines', 'epoch_lines', 'CtrlC', 'writer_lock']
+__all__ = ['CONFIG', 'STATE', 'LOG', 'new_run_dir', 'start_run', 'run_folder', 'run_state', 'RunCheckpoint', 'resume_run',
+           'resume_start', 'RunLog', 'NonFiniteLoss', 'EpochLines', 'epoch_lines', 'CtrlC', 'Interrupted', 'resumable',
+           'writer_lock', 'one_writer']
 
 # %% ../nbs/07a_runs.ipynb #3fa1169e
 # a run's files besides best.pth and last.pth
@@ -63,6 +64,29 @@ def start_run(path, # the run folder; None: a new one under `root`
         raise ValueError(f"{path} holds a run with another config ({', '.join(diff)} differ): "
                          f"continue it with MAEConfig.from_json('{f}'), or give a new run folder")
     return path
+
+# %% ../nbs/07a_runs.ipynb #a48a2c0a
+@contextmanager
+def run_folder(out, # parent folder of new runs
+               name:str, # run name: the start of the folder name
+               data, # the data set folder (runs never go inside it)
+               resume=None, # folder of a run to continue instead
+              ):
+    ("The run's folder, as an absolute path: the one to resume, else a new `out/<name>-<UTC time>`, "
+     "removed again if the command fails.")
+    if resume is not None: yield Path(resume).resolve(); return  # the run's files are written from any folder
+    out = Path(out).resolve()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this command creates
+    run = new_run_dir(out, name, data_roots=[data])
+    try: yield run
+    except BaseException:
+        # nothing trained: nothing to keep, not even the empty folders made for it
+        if not (run/STATE).exists():
+            shutil.rmtree(run, ignore_errors=True)
+            for d in made:
+                try: d.rmdir()
+                except OSError: break  # not empty (or not ours to remove)
+        raise
 
 # %% ../nbs/07a_runs.ipynb #abb2e55b
 def run_state(path, # a run folder
@@ -153,6 +177,22 @@ def resume_run(learn:Learner, # a learner built like the run's (same model, conf
                          f"in a new folder ({d/'best.pth'} keeps its best weights so far, "
                          f"from epoch {state['best_epoch']})") from None
     return state['epochs_trained']
+
+# %% ../nbs/07a_runs.ipynb #77e6cda7
+def resume_start(learn, # the learner of the run to continue (its folder: `learn.path`)
+                 sub:str, # the subcommand (pretrain, finetune)
+                 product:str, # the file a finished run leaves (encoder.pth, export.pkl)
+                ) -> int:
+    ("The epoch a resumed run goes on from; for a finished run, its best weights to write `product` "
+     "again, or one clear error when it is there.")
+    start, run = resume_run(learn, sub), learn.path
+    if start < learn.cfg.num_epochs: return start
+    if (run/product).exists():
+        raise ValueError(f"--resume {run}: the run is finished ({start} of {learn.cfg.num_epochs} epochs; "
+                         f"{run/product}); to train longer, start a new run with its config: "
+                         f"`ssl_mae {sub} DATA --config {run/'config.json'} num_epochs=N`")
+    learn.load('best', with_opt=False)  # trained to the end, stopped before writing its result
+    return start
 
 # %% ../nbs/07a_runs.ipynb #4f10a18e
 def _unwrap_stale(cb):
@@ -269,6 +309,25 @@ class CtrlC(Callback):
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
         self.old, self.running = None, False
 
+# %% ../nbs/07a_runs.ipynb #9ab774df
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C during training, saying where the run stands and how to continue it."
+
+@contextmanager
+def resumable(run:Path, # the run folder
+              sub:str, # the subcommand (pretrain, finetune)
+              data, # the data argument, for the resume command
+             ):
+    ("Turn Ctrl-C during training into an `Interrupted` naming the last checkpoint and the command "
+     "that resumes.")
+    try: yield
+    except KeyboardInterrupt:
+        if not (n := run_state(run).get('epochs_trained')):
+            raise Interrupted("interrupted before the first epoch ended")
+        raise Interrupted(f"interrupted after {n} trained epochs; the last checkpoint is "
+                          f"{run/'last.pth'}: continue with "
+                          f"`ssl_mae {sub} {data} --resume {run}`") from None
+
 # %% ../nbs/07a_runs.ipynb #1ae7dbda
 def _lock_file(path:Path) -> Path:
     "Where the lock of `path` lives: `.lock` in a folder, `.NAME.lock` beside a file."
@@ -295,3 +354,11 @@ def writer_lock(path, # a run folder, or an output file to be written
     finally:
         if held and not Path(path).is_dir(): lock.unlink(missing_ok=True)  # beside a file: leave nothing behind
         os.close(fd)  # closing releases the lock
+
+# %% ../nbs/07a_runs.ipynb #f51f1156
+def one_writer(run:Path, # the run folder
+               sub:str, # the subcommand (pretrain, finetune)
+               data, # the data argument, for the resume command
+              ):
+    "`runs.writer_lock` of a run folder: a second command on it is refused at once, saying how to go on."
+    return writer_lock(run, f"continue it with `ssl_mae {sub} {data} --resume {run}` once that one has ended")
