@@ -21,7 +21,7 @@ import cv2, numpy as np
 import skimage.data
 from PIL import Image
 from ssl_mae.config import AlignSettings
-from ssl_mae.faces import _boxes, align, dlib_models, landmarks, read_photo
+from ssl_mae.faces import _boxes, align, dlib_models, find_faces, read_photo
 from ssl_mae.align import _align_file, align_dataset
 
 def photos(root:Path, n:int, side:int) -> list[Path]:
@@ -71,9 +71,9 @@ def main(n:int, size:int):
             print(f"{k:10s}" + ''.join(f"{r[k]:14.1f} ({100*r[k]/sum(r.values()):4.1f} %)" for r in res.values()))
         print(f"{'total':10s}" + ''.join(f"{sum(r.values()):14.1f} ({1000/sum(r.values()):5.1f}/s)" for r in res.values()))
         few = [read_photo(f) for f in sets[512][:4]]
-        hog = min(clock(landmarks, im, 'hog')[1] for im in few)
-        cnn = min(clock(landmarks, im, 'cnn')[1] for im in few)
-        found = sum(bool(landmarks(im, 'cnn')) for im in few)
+        hog = min(clock(find_faces, im, 'hog')[1] for im in few)
+        cnn = min(clock(find_faces, im, 'cnn')[1] for im in few)
+        found = sum(bool(find_faces(im, 'cnn')) for im in few)
         print(f"\n2. detection + landmarks on a 512 px photo (best of 4): HOG {1000*hog:.0f} ms, CNN {1000*cnn:.0f} ms "
               f"(ratio {cnn/hog:.0f}x; CNN found {found} of 4)")
         print(f"\n3. whole photos (decode, detect, landmarks, warp, PNG written whole), photos per second")

@@ -21,7 +21,7 @@ from fastprogress.fastprogress import progress_bar
 from .config import AlignSettings
 from .io import BadImageError, claim_folder, image_files, inside, interactive, load_rgb, write_atomic
 from .landmarks import LANDMARKS, read_landmarks, write_landmarks
-from .faces import FaceError, align, align_image, crop_margin, dlib_models, landmarks, prepare_face, read_photo
+from .faces import FaceError, align, align_image, crop_margin, dlib_models, find_faces, prepare_face, read_photo
 
 # %% auto #0
 __all__ = ['ALIGNED', 'REPORT', 'STATUSES', 'LANDMARK_SOURCES', 'summary_line', 'align_dataset', 'read_alignment', 'face_inputs',
@@ -269,7 +269,7 @@ def sample_margin(paths, # image files
     for p in list(paths)[::max(1, len(paths)//n)][:n]:
         try: img = read_photo(p)
         except (BadImageError, FileNotFoundError): continue
-        if img.shape[0] == img.shape[1] and (faces := landmarks(img, det_size=det_size)):
+        if img.shape[0] == img.shape[1] and (faces := find_faces(img, det_size=det_size)):
             found.append(crop_margin(faces[0].lms, img.shape[0]))
     crops = [m for m in found if m is not None]
     return float(np.median(crops)) if crops and len(crops) >= .75*len(found) else None

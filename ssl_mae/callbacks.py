@@ -140,20 +140,20 @@ class FreezeStrategy(Callback):
     "Freeze encoder blocks per epoch according to `strategy` (see `FREEZE_STRATEGIES`)."
     order = 2
     def __init__(self, strategy:str='none', # one of `FREEZE_STRATEGIES`
-                 last_n:int=2, # blocks trained besides the head in the partial phase
+                 freeze_lastN:int=2, # blocks trained besides the head in the partial phase
                  warmup_epochs:int=2, # gradual_unfreeze: head only before this epoch
-                 mid_epochs:int=5): # gradual_unfreeze: head + last_n blocks before this epoch
-        self.strategy, self.last_n = strategy, last_n
+                 mid_epochs:int=5): # gradual_unfreeze: head + freeze_lastN blocks before this epoch
+        self.strategy, self.freeze_lastN = strategy, freeze_lastN
         self.warmup_epochs, self.mid_epochs = warmup_epochs, mid_epochs
 
     @classmethod
-    def from_config(cls, cfg:MAEConfig):
+    def from_cfg(cls, cfg:MAEConfig):
         "The strategy of `cfg`: `freeze_strategy`, `freeze_lastN`, `warmup_epochs`, `mid_epochs`."
         return cls(cfg.freeze_strategy, cfg.freeze_lastN, cfg.warmup_epochs, cfg.mid_epochs)
 
     def trainable_groups(self, epoch:int, n_groups:int) -> int:
         "How many of the last parameter groups train in `epoch`."
-        head, partial = 1, self.last_n + 1
+        head, partial = 1, self.freeze_lastN + 1
         if self.strategy == 'backbone_only': return head
         if self.strategy == 'freeze_except_lastN': return partial
         if self.strategy == 'gradual_unfreeze' and epoch < self.mid_epochs:

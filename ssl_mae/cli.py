@@ -57,7 +57,7 @@ _STYLES = dict(nargs='+', type=str, metavar='STYLE')  # a list option: --styles 
 
 def cli_synth(root:str, # folder to write (new, empty, or from `ssl_mae synth` with the same args)
               n_subjects:int=120, # subjects, split in two subject-disjoint halves P1 and P2
-              img_size:int=64, # image side in pixels
+              img_size:int=112, # image side in pixels (make_dataset's default)
               styles:Annotated[list, "morph styles (default: all)", _STYLES]=None,
               seed:int=0, # the same seed gives the same files
              ) -> Path:

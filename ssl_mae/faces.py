@@ -1,6 +1,6 @@
 """Find faces and their 68 landmarks in real photos, align them to one template and crop them, the same way everywhere.
 
-`landmarks(img)` finds the faces in a photo and their 68 landmarks (dlib); `align(img, lms)` puts the eyes and the
+`find_faces(img)` finds the faces in a photo and their 68 landmarks (dlib); `align(img, lms)` puts the eyes and the
 mouth on one template by a similarity transform and crops; `align_image` does both for one photo, exactly as every
 aligned image of ssl_mae is made, and `prepare_face` is what a detector trained on aligned faces sees of any photo.
 This module handles one photo at a time and imports no torch; aligning a whole data set is `ssl_mae.align`.
@@ -23,7 +23,7 @@ from .landmarks import LEFT_EYE, MOUTH, RIGHT_EYE
 
 # %% auto #0
 __all__ = ['FACES_EXTRA', 'INSIGHTFACE_5', 'MIN_SCORE', 'CREDIBLE', 'SEVERAL', 'dlib_models', 'as_rgb', 'read_photo', 'Face',
-           'landmarks', 'template', 'anchors', 'similarity', 'align', 'FaceError', 'main_face', 'align_image',
+           'find_faces', 'template', 'anchors', 'similarity', 'align', 'FaceError', 'main_face', 'align_image',
            'looks_aligned', 'prepare_face', 'crop_margin']
 
 # %% ../nbs/02a_faces.ipynb #26985f30
@@ -99,7 +99,7 @@ def _boxes(img:np.ndarray, detector:str, det_size:int) -> list:
     return [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1])*k, float(s))
             for r, s in zip(rects, scores)]
 
-def landmarks(img, # H×W×3 RGB (or grey) uint8 photo
+def find_faces(img, # H×W×3 RGB (or grey) uint8 photo
               detector:str='hog', # one of DETECTORS
               det_size:int=512, # the detector sees the photo resized to this longer side
              ) -> list[Face]:
@@ -183,7 +183,7 @@ class FaceError(ValueError):
 MIN_SCORE, CREDIBLE = .5, .5  # another face counts from this score and this share of the best score
 SEVERAL = .5  # a face that counts makes the photo ambiguous from this share of the main face's size
 
-def main_face(faces:list, # `landmarks`' faces
+def main_face(faces:list, # `find_faces`' faces
              ) -> Face:
     "The face to align: the largest that counts, when every other one is less than half its size."
     if not faces: raise FaceError('no_face', "no face found")
@@ -202,7 +202,7 @@ def align_image(img, # H×W×3 RGB (or grey) uint8 photo
                ) -> tuple[np.ndarray, np.ndarray]:
     "The aligned crop and 68 landmarks of a photo's one face; `FaceError` for no face or several."
     s = settings
-    face = main_face(landmarks(img, s.detector, s.det_size))
+    face = main_face(find_faces(img, s.detector, s.det_size))
     return align(img, face.lms, s.size, s.margin)
 
 # %% ../nbs/02a_faces.ipynb #9cf8871d
@@ -220,7 +220,7 @@ def prepare_face(img, # H×W×3 RGB (or grey) uint8 photo
                 ) -> tuple[np.ndarray, bool]:
     "The crop a detector trained on `settings` sees of `img`, and whether it was aligned here."
     img, s = as_rgb(img), settings
-    face = main_face(landmarks(img, s.detector, s.det_size))
+    face = main_face(find_faces(img, s.detector, s.det_size))
     if img.shape[:2] == (s.size, s.size) and looks_aligned(face.lms, s): return img, False
     return align(img, face.lms, s.size, s.margin)[0], True
 

@@ -121,7 +121,7 @@ def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
     if cfg.adapter == 'lora' and encoder is None and not run_state(path):  # resuming loads them
         warnings.warn("adapter='lora' without an encoder trains adapters on a frozen random "
                       "encoder: pass the pretrained encoder")
-    cbs = [FreezeStrategy.from_config(cfg), *joint, *L(cbs)]
+    cbs = [FreezeStrategy.from_cfg(cfg), *joint, *L(cbs)]
     return _run_learner(dls, model, cfg, path, 'finetune', 'd_eer', cbs, metrics=metrics,
                         loss_func=mad_loss(cfg, cw), lr=layer_decay_lr(cfg),
                         splitter=lora_splitter if cfg.adapter == 'lora' else vit_splitter)

@@ -26,9 +26,9 @@ from .io import claim_folder, interactive, write_atomic
 from .landmarks import LANDMARKS, outline, write_landmarks
 
 # %% auto #0
-__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'MARKER', 'traits', 'capture', 'parts', 'landmarks',
-           'posed_landmarks', 'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair', 'hull_mask',
-           'full_morph', 'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'image_landmarks',
+__all__ = ['SKINS', 'HAIRS', 'IRISES', 'SYNTH_STYLES', 'MORPHS', 'PARENTS', 'MARKER', 'traits', 'capture', 'parts',
+           'canvas_landmarks', 'posed_landmarks', 'render', 'face', 'border_points', 'warp_maps', 'warp', 'warp_pair',
+           'hull_mask', 'full_morph', 'splice_morph', 'clean_morph', 'degrade', 'plan', 'make_image', 'image_landmarks',
            'make_dataset', 'laplacian_var', 'sharpness_auc', 'show_morphs']
 
 # %% ../nbs/01_synth.ipynb #5da7ff57
@@ -104,7 +104,7 @@ def parts(f:NS, c:NS) -> NS:
     return NS(jaw=jaw, brow=brow, eye=eye, nose=nose, nostrils=nostrils, lip=lip)
 
 # %% ../nbs/01_synth.ipynb #848696e9
-def landmarks(f:NS, c:NS) -> np.ndarray:
+def canvas_landmarks(f:NS, c:NS) -> np.ndarray:
     "The 68 iBUG landmarks (x, y; unit canvas coordinates) before pose: samples of the outlines."
     g, u = parts(f, c), np.array([-1, -.35, .35, 1])
     lip = np.array([-1, -.66, -.28, 0, .28, .66, 1])
@@ -222,7 +222,7 @@ def posed_landmarks(f:NS, c:NS, size:int) -> np.ndarray:
     "The 68 landmarks (pixel x, y; centres at integers) of subject `f` in capture `c` at `size` px."
     S = 2*size
     M = _pose(f, c, S)
-    lm = (landmarks(f, c)*S - .5) @ M[:, :2].T + M[:, 2]  # canvas pixels, centres at integers
+    lm = (canvas_landmarks(f, c)*S - .5) @ M[:, :2].T + M[:, 2]  # canvas pixels, centres at integers
     return ((lm + .5)/2 - .5).astype(np.float32)
 
 # %% ../nbs/01_synth.ipynb #b2f84894

@@ -11,7 +11,7 @@ from ssl_mae.cli import main
 from ssl_mae.data import scan_mad
 from ssl_mae.align import REPORT, align_dataset, read_alignment
 from ssl_mae.config import AlignSettings
-from ssl_mae.faces import FaceError, align, align_image, anchors, landmarks, looks_aligned, read_photo, template
+from ssl_mae.faces import FaceError, align, align_image, anchors, find_faces, looks_aligned, read_photo, template
 from ssl_mae.synth import make_dataset
 from ssl_mae.landmarks import read_landmarks
 
@@ -82,7 +82,7 @@ def test_moved_photo_aligns_to_the_same_crop(deg, scale, shift):
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > .97
 
 def test_anchors_land_on_the_template_at_any_size_and_margin():
-    f = landmarks(ASTRONAUT)[0]
+    f = find_faces(ASTRONAUT)[0]
     for size, margin in [(224, .25), (112, 0.), (384, .4)]:
         crop, lms = align(ASTRONAUT, f.lms, size, margin)
         assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
@@ -107,18 +107,18 @@ def test_faces_that_cannot_be_aligned():
     for img in (COFFEE, np.full((100, 100, 3), 200, np.uint8)):
         with pytest.raises(FaceError) as e: align_image(img)
         assert e.value.status == 'no_face'
-    assert len(landmarks(TWO)) == 2
+    assert len(find_faces(TWO)) == 2
 
     with pytest.raises(FaceError) as e: align_image(TWO)
     assert e.value.status == 'several_faces' and '2 faces' in str(e.value)
 
 def test_looks_aligned_tells_crops_from_photos():
     crop, _ = align_image(ASTRONAUT)
-    assert looks_aligned(landmarks(crop)[0].lms)
+    assert looks_aligned(find_faces(crop)[0].lms)
     raw = cv2.resize(ASTRONAUT, (224, 224), interpolation=cv2.INTER_AREA)
-    assert not looks_aligned(landmarks(raw)[0].lms)
+    assert not looks_aligned(find_faces(raw)[0].lms)
     crop_m0, _ = align_image(ASTRONAUT, AlignSettings(margin=0.))
-    assert not looks_aligned(landmarks(crop_m0)[0].lms)  # aligned, but with another margin
+    assert not looks_aligned(find_faces(crop_m0)[0].lms)  # aligned, but with another margin
 
 # align_dataset on a plain tree: report, layout, PNG pixels, refusals
 
