@@ -1,5 +1,14 @@
 """Self-supervised Masked Autoencoders for face Morphing Attack Detection, as fastai callbacks
 
+The package's layers, bottom up: each module imports only modules above it in this list (`tests/test_layering.py` checks it).
+
+1. `config` (imports no module of the package), `io` (no torch, no fastai)
+2. `landmarks`, `synth`, `faces` (no torch), then `align` (no torch)
+3. `data`, `pseudo_ops`
+4. `model`, `checkpoints`, `detector`, `lora`, `losses`, `metrics`, `viz`
+5. `callbacks`, `runs`, `learner`, `pseudo`, `distributed`
+6. `cli` (imports the training modules only inside its commands, so `ssl_mae --help` answers fast)
+
 Modules:
 
 - `ssl_mae.align`: Aligned copies of every photo of a data set, resumable, with their landmarks and a report of every photo skipped; and the aligned inputs a trained detector needs.
