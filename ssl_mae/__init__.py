@@ -25,9 +25,9 @@ Modules:
 - `ssl_mae.learner`: `mae_learner` pretrains, `mad_learner` fine-tunes a detector, both as runs that resume through fastai's `start_epoch`; `evaluate` and `predict` score images.
 - `ssl_mae.lora`: LoRA adapters (peft) on a frozen pretrained encoder: the detector's `adapter='lora'`, its parameter groups, and merging the adapters into the weights for export.
 - `ssl_mae.losses`: The detector's losses (weighted BCE, weighted CE, margin), chosen from the config, and the masked reconstruction loss that joint training adds.
-- `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
+- `ssl_mae.metrics`: ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from torchmetrics' ROC, per-style and cross-style reports, fastai metrics over the whole validation set, and the shortcut audit of trivial cues.
 - `ssl_mae.model`: The masked autoencoder in facebookresearch/mae's shape, on timm blocks.
-- `ssl_mae.pseudo`: Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
+- `ssl_mae.pseudo`: Bona-fide-only training: the images a detector trains on, loaders that carry their landmarks, and a callback that pairs every batch with its pseudo-morphs, so a detector learns morphing without any morph data.
 - `ssl_mae.pseudo_ops`: Self-blended and self-morphed pseudo-morphs made from bona fide images and their landmarks: batched tensor operations on any device, every random number from a seeded stream of each image.
 - `ssl_mae.runs`: One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own `start_epoch`, and console output that suits a notebook, a terminal or a log file.
 - `ssl_mae.synth`: Procedural faces with exact landmarks, three morph styles and a MAD folder set, so no demo needs restricted data.

@@ -1,5 +1,6 @@
 """ISO/IEC 30107-3 metrics for morphing attack detection: D-EER, BPCER@APCER, APCER@BPCER and AUC from
-torchmetrics' ROC, per-style and cross-style reports, and fastai metrics over the whole validation set.
+torchmetrics' ROC, per-style and cross-style reports, fastai metrics over the whole validation set, and the
+shortcut audit of trivial cues.
 
 Docs: https://ssl-mae.github.io/ssl_mae/metrics.html.md"""
 

@@ -1,5 +1,5 @@
-"""Bona-fide-only training: self-blended and self-morphed pseudo-morphs made online from each bona fide image and its
-landmarks, paired with it in every batch, so a detector learns morphing without any morph data.
+"""Bona-fide-only training: the images a detector trains on, loaders that carry their landmarks, and a callback that
+pairs every batch with its pseudo-morphs, so a detector learns morphing without any morph data.
 
 Docs: https://ssl-mae.github.io/ssl_mae/pseudo.html.md"""
 
