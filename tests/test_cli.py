@@ -206,7 +206,7 @@ def test_unreadable_checkpoints(work, data, capsys):
 
 def test_encoder_geometry_mismatch(data, pretrained, capsys):
     one_line_error(*run_main(capsys, 'finetune', data, '--encoder', pretrained/'encoder.pth', *TINY, 'embed_dim=48'),
-                   'finetune', 'does not fit')
+                   'finetune', 'embed_dim=48 contradicts')
 
 def test_output_file_exists(work, data, detector, capsys):
     out = work/'exists.csv'
