@@ -110,20 +110,22 @@ _ZOO_HEADS = {192: 3, 384: 6, 512: 16, 768: 12, 1024: 16, 1280: 16}
 
 def infer_geometry(sd:dict, # facebookresearch/mae key names
                    where:str='checkpoint', # named in errors
+                   heads:dict|None=None, # width -> heads, before the zoos' (e.g. a run config's)
                   ) -> dict: # MAEConfig fields
     "MAEConfig geometry of a facebookresearch/timm state dict: sizes from shapes, heads from zoos."
     if not {'patch_embed.proj.weight', 'pos_embed', 'blocks.0.mlp.fc1.weight'} <= sd.keys():
         raise ValueError(f"{where} is not an MAE checkpoint: no patch_embed.proj.weight, "
                          f"pos_embed, blocks.N.* keys (found {', '.join(list(sd)[:5])}, ...)")
     D, C, p, _ = sd['patch_embed.proj.weight'].shape
+    heads = {**_ZOO_HEADS, **(heads or {})}
     depth = lambda pre: len({k.split('.')[1] for k in sd if k.startswith(pre)})
     geo = dict(img_size=math.isqrt(sd['pos_embed'].shape[1] - 1) * p, patch_size=p, in_chans=C,
-               embed_dim=D, depth=depth('blocks.'), num_heads=_ZOO_HEADS.get(D),
+               embed_dim=D, depth=depth('blocks.'), num_heads=heads.get(D),
                mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / D)
     if 'decoder_embed.weight' in sd:
         Dd = sd['decoder_embed.weight'].shape[0]
         geo.update(decoder_embed_dim=Dd, decoder_depth=depth('decoder_blocks.'),
-                   decoder_num_heads=_ZOO_HEADS.get(Dd))
+                   decoder_num_heads=heads.get(Dd))
     if None in geo.values():
         raise ValueError(f"{where}: cannot tell the number of attention heads of a {D}-d encoder "
                          "or its decoder: pass cfg=MAEConfig(...) with num_heads and "
@@ -269,10 +271,10 @@ def load_pretrained(path, # HF ViTMAEForPreTraining folder, facebookresearch/mae
     return load_mae_state_dict(model, sd, grid, where=str(path))
 
 # %% ../nbs/03a_checkpoints.ipynb #ca275330
-def _geometry(path) -> dict:
-    "The MAEConfig geometry of the checkpoint at `path`: what it says of itself, else what its shapes say."
+def _geometry(path, heads:dict|None=None) -> dict:
+    "The MAEConfig geometry of the checkpoint at `path`: what it says of itself, else its shapes (and `heads`) say."
     sd, geo, _, _ = read_checkpoint(path)
-    return geo or infer_geometry(sd, str(path))
+    return geo or infer_geometry(sd, str(path), heads)
 
 def checkpoint_cfg(path, # as for `load_pretrained`
                    **kwargs, # other MAEConfig fields
@@ -318,7 +320,9 @@ def source_cfg(src, # an encoder source (see `locate`)
                keep=(), # fields set explicitly, kept: an architecture field only if it agrees with `src`
               ) -> MAEConfig:
     "`cfg` with the geometry and the provenance of the checkpoint `src`."
-    geo, cfg = _geometry(src), cfg or MAEConfig()
+    cfg = cfg or MAEConfig()
+    # tensors do not show heads: the config's, where its widths are the checkpoint's, else the zoos'
+    geo = _geometry(src, {cfg.embed_dim: cfg.num_heads, cfg.decoder_embed_dim: cfg.decoder_num_heads})
     if bad := [k for k in _ARCH if k in keep and k in geo and geo[k] != getattr(cfg, k)]:
         k = bad[0]
         raise ValueError(f"{k}={getattr(cfg, k)!r} contradicts {src}, whose {k} is {geo[k]!r}: drop {k} from the "
