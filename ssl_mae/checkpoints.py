@@ -5,6 +5,9 @@ facebookresearch/mae or timm checkpoint, or an encoder file written by ssl_mae, 
 (`hf_to_mae_state_dict`) and resizing position embeddings to the config's grid (`interpolate_pos_embed`).
 `checkpoint_cfg` reads the geometry a checkpoint needs (`infer_geometry`), and every mismatch raises one message
 naming the file and the fix.
+Every function that takes a checkpoint also takes a Hugging Face Hub id (`facebook/vit-mae-base`,
+`org/name@revision`) or a timm model name (`timm/vit_base_patch16_224.mae`), fetched into the Hugging Face cache
+(`locate`); `provenance` records where weights came from, and `source_cfg` makes a run's config from a source.
 
 Docs: https://ssl-mae.github.io/ssl_mae/checkpoints.html.md"""
 
@@ -12,17 +15,22 @@ Docs: https://ssl-mae.github.io/ssl_mae/checkpoints.html.md"""
 
 # %% ../nbs/03a_checkpoints.ipynb #93472ded
 from __future__ import annotations
-import argparse, json, math, re, warnings
+import argparse, functools, hashlib, json, math, re, warnings
+from dataclasses import replace
 from pathlib import Path
 import torch
 from safetensors.torch import load_file
+from huggingface_hub import hf_hub_download, constants as hub_constants
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from timm.layers import resample_abs_pos_embed
+from timm.models import get_pretrained_cfg
 from .config import MAEConfig
 from .model import MaskedAutoencoder
 
 # %% auto #0
-__all__ = ['interpolate_pos_embed', 'hf_to_mae_state_dict', 'hf_config', 'infer_geometry', 'load_mae_state_dict',
-           'read_checkpoint', 'load_pretrained', 'checkpoint_cfg']
+__all__ = ['interpolate_pos_embed', 'hf_to_mae_state_dict', 'hf_config', 'infer_geometry', 'load_mae_state_dict', 'hub_ref',
+           'locate', 'read_checkpoint', 'load_pretrained', 'checkpoint_cfg', 'provenance', 'provenance_text',
+           'source_cfg']
 
 # %% ../nbs/03a_checkpoints.ipynb #2b91d7d8
 def interpolate_pos_embed(pos_embed:torch.Tensor, # (1, 1 + h·w, D), cls row first
@@ -102,20 +110,22 @@ _ZOO_HEADS = {192: 3, 384: 6, 512: 16, 768: 12, 1024: 16, 1280: 16}
 
 def infer_geometry(sd:dict, # facebookresearch/mae key names
                    where:str='checkpoint', # named in errors
+                   heads:dict|None=None, # width -> heads, before the zoos' (e.g. a run config's)
                   ) -> dict: # MAEConfig fields
     "MAEConfig geometry of a facebookresearch/timm state dict: sizes from shapes, heads from zoos."
     if not {'patch_embed.proj.weight', 'pos_embed', 'blocks.0.mlp.fc1.weight'} <= sd.keys():
         raise ValueError(f"{where} is not an MAE checkpoint: no patch_embed.proj.weight, "
                          f"pos_embed, blocks.N.* keys (found {', '.join(list(sd)[:5])}, ...)")
     D, C, p, _ = sd['patch_embed.proj.weight'].shape
+    heads = {**_ZOO_HEADS, **(heads or {})}
     depth = lambda pre: len({k.split('.')[1] for k in sd if k.startswith(pre)})
     geo = dict(img_size=math.isqrt(sd['pos_embed'].shape[1] - 1) * p, patch_size=p, in_chans=C,
-               embed_dim=D, depth=depth('blocks.'), num_heads=_ZOO_HEADS.get(D),
+               embed_dim=D, depth=depth('blocks.'), num_heads=heads.get(D),
                mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / D)
     if 'decoder_embed.weight' in sd:
         Dd = sd['decoder_embed.weight'].shape[0]
         geo.update(decoder_embed_dim=Dd, decoder_depth=depth('decoder_blocks.'),
-                   decoder_num_heads=_ZOO_HEADS.get(Dd))
+                   decoder_num_heads=heads.get(Dd))
     if None in geo.values():
         raise ValueError(f"{where}: cannot tell the number of attention heads of a {D}-d encoder "
                          "or its decoder: pass cfg=MAEConfig(...) with num_heads and "
@@ -180,20 +190,69 @@ def _read_weights(path:Path) -> tuple[dict, dict|None]:
         raise ValueError(f"{path} holds no state dict of tensors (nor one under 'model')")
     return sd, saved
 
+# %% ../nbs/03a_checkpoints.ipynb #59b4c27a
+_WEIGHTS = ('model.safetensors', 'pytorch_model.bin')  # a folder's (a Hub repo's) weights, in order of preference
+_FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt')  # a name ending so is a file, never an id
+_HUB_ID = re.compile(r'(?:hf[-_]hub:)?([\w.-]+/[\w.-]+)(?:@([\w./-]+))?')  # [hf-hub:]org/name[@revision]
+
+def hub_ref(src, # what the user wrote
+           ) -> tuple|None: # (repo id, revision or None)
+    "The Hub repo a source names (an id `org/name[@revision]` or a timm model name); None for anything else."
+    s = str(src)
+    if isinstance(src, Path) or s.startswith(('.', '/', '~')) or s.lower().endswith(_FILE_SUFFIXES): return None
+    if m := _HUB_ID.fullmatch(s): return m[1], m[2]
+    timm_cfg = get_pretrained_cfg(s) if re.fullmatch(r'[\w.-]+', s) else None
+    return (timm_cfg.hf_hub_id, None) if timm_cfg and timm_cfg.hf_hub_id else None
+
+# %% ../nbs/03a_checkpoints.ipynb #1ab4f1bf
+def _weights_in(folder:Path) -> Path|None:
+    "The weights file of a folder: model.safetensors, else pytorch_model.bin, else None."
+    return next((folder/n for n in _WEIGHTS if (folder/n).is_file()), None)
+
+def _checkpoint_in(folder:Path) -> Path:
+    "A folder's checkpoint: the folder for a transformers model (a config.json with a model_type), else its weights."
+    f, w = folder/'config.json', _weights_in(folder)
+    hf = f.is_file() and 'model_type' in json.loads(f.read_text())  # timm's config.json: an 'architecture'
+    return folder if hf or w is None else w
+
+def _hub_checkpoint(src, repo:str, rev:str|None) -> Path:
+    "The checkpoint of Hub repo `repo` at revision `rev`, from the Hugging Face cache (downloaded there if needed)."
+    missing = []
+    for name in _WEIGHTS:
+        try: w = Path(hf_hub_download(repo, name, revision=rev)); break
+        except EntryNotFoundError as e: missing.append(e)  # offline and not cached: LocalEntryNotFoundError
+    else:
+        if not any(isinstance(e, LocalEntryNotFoundError) for e in missing):
+            raise FileNotFoundError(f"The Hub repo {repo} holds neither {' nor '.join(_WEIGHTS)}: "
+                                    "it is not an MAE checkpoint ssl_mae reads")
+        pin = f' --revision {rev}' if rev else ''
+        raise FileNotFoundError(
+            f"{src} is not in the Hugging Face cache ({hub_constants.HF_HUB_CACHE}) and cannot be downloaded here "
+            f"(HF_HUB_OFFLINE=1 or no network): on a machine with network run `hf download {repo}{pin} "
+            f"--local-dir DIR`, copy DIR here and pass DIR instead of {src}")
+    try: hf_hub_download(repo, 'config.json', revision=rev)  # beside the weights, in the same snapshot
+    except EntryNotFoundError: pass  # a repo of weights alone
+    return _checkpoint_in(w.parent)
+
+def locate(src, # a checkpoint file or folder, a Hub id `org/name[@revision]`, or a timm model name
+          ) -> Path:
+    "The local checkpoint of an encoder source: a file or folder as it is, a Hub repo from the Hugging Face cache."
+    if (p := Path(src).expanduser()).exists(): return _checkpoint_in(p) if p.is_dir() else p
+    if ref := hub_ref(src): return _hub_checkpoint(src, *ref)
+    raise FileNotFoundError(f"Checkpoint {src} not found: no such file or folder, and not a Hugging Face Hub id "
+                            "(org/name or org/name@revision) or a timm model name (vit_base_patch16_224.mae)")
+
 # %% ../nbs/03a_checkpoints.ipynb #37a6c3f9
-def read_checkpoint(path, # an HF ViTMAEForPreTraining folder or a weights file
+def read_checkpoint(path, # an HF ViTMAEForPreTraining folder, a weights file, or a source `locate` finds
                    ) -> tuple: # (state dict, config fields or None, norm eps, patch grid or None)
     "The state dict of an MAE checkpoint (facebookresearch/mae names), and what it says of itself."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"Checkpoint {path} not found")
+    path = locate(path)
     if path.is_dir():
         if not (path/'config.json').is_file():
             raise FileNotFoundError(f"{path} has no config.json: "
                                     "expected an HF ViTMAEForPreTraining folder")
         geo, eps = hf_config(path/'config.json')
-        w = next((path/n for n in ('model.safetensors', 'pytorch_model.bin') if (path/n).is_file()),
-                 None)
-        if w is None:
+        if (w := _weights_in(path)) is None:
             raise FileNotFoundError(f"{path} has neither model.safetensors nor pytorch_model.bin")
         sd = hf_to_mae_state_dict(_read_weights(w)[0])
     else:
@@ -212,9 +271,60 @@ def load_pretrained(path, # HF ViTMAEForPreTraining folder, facebookresearch/mae
     return load_mae_state_dict(model, sd, grid, where=str(path))
 
 # %% ../nbs/03a_checkpoints.ipynb #ca275330
+def _geometry(path, heads:dict|None=None) -> dict:
+    "The MAEConfig geometry of the checkpoint at `path`: what it says of itself, else its shapes (and `heads`) say."
+    sd, geo, _, _ = read_checkpoint(path)
+    return geo or infer_geometry(sd, str(path), heads)
+
 def checkpoint_cfg(path, # as for `load_pretrained`
                    **kwargs, # other MAEConfig fields
                   ) -> MAEConfig:
     "The MAEConfig with the geometry of the checkpoint at `path`."
-    sd, geo, _, _ = read_checkpoint(path)
-    return MAEConfig(**{**(geo or infer_geometry(sd, str(path))), **kwargs})
+    return MAEConfig(**{**_geometry(path), **kwargs})
+
+# %% ../nbs/03a_checkpoints.ipynb #6d7a253c
+@functools.lru_cache(maxsize=16)
+def _sha256(path:str, stamp:tuple) -> str:
+    "The sha256 of file `path`, hex; `stamp` (mtime, size) keys the cache, so a changed file is hashed again."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def provenance(src, # an encoder source (see `locate`)
+              ) -> list[dict]:
+    "Where the weights of `src` came from: its record (id and commit, or path; sha256), then those it keeps."
+    p = locate(src)
+    w = _weights_in(p) if p.is_dir() else p
+    if (ref := hub_ref(src)) and not Path(src).expanduser().exists():
+        own = dict(source=ref[0], revision=w.parent.name)  # the cache's snapshots/<commit>/<file>
+    else: own = dict(source=str(Path(src).expanduser().resolve()))
+    st = w.stat()
+    own['sha256'] = _sha256(str(w.resolve()), (st.st_mtime_ns, st.st_size))
+    return [own, *((_read_weights(w)[1] or {}).get('provenance') or [])]
+
+def provenance_text(prov:list|None, # `MAEConfig.provenance`
+                   ) -> str:
+    "One line for a provenance: each source, newest first, with its commit or the start of its sha256."
+    if not prov: return 'random initialisation'
+    one = lambda r: (f"{r['source']}@{r['revision'][:12]}" if r.get('revision')
+                     else f"{r['source']} (sha256 {r['sha256'][:12]})")
+    return ' <- '.join(map(one, prov))
+
+# %% ../nbs/03a_checkpoints.ipynb #c91ae7d0
+# the fields a checkpoint fixes; the others it gives (image size, masking, loss target) a run may change
+_ARCH = tuple(k for k in MaskedAutoencoder.cfg_fields if k not in ('img_size', 'mask_ratio', 'norm_pix_loss'))
+
+def source_cfg(src, # an encoder source (see `locate`)
+               cfg:MAEConfig|None=None, # the run's other settings; None: MAEConfig()'s
+               keep=(), # fields set explicitly, kept: an architecture field only if it agrees with `src`
+              ) -> MAEConfig:
+    "`cfg` with the geometry and the provenance of the checkpoint `src`."
+    cfg = cfg or MAEConfig()
+    # tensors do not show heads: the config's, where its widths are the checkpoint's, else the zoos'
+    geo = _geometry(src, {cfg.embed_dim: cfg.num_heads, cfg.decoder_embed_dim: cfg.decoder_num_heads})
+    if bad := [k for k in _ARCH if k in keep and k in geo and geo[k] != getattr(cfg, k)]:
+        k = bad[0]
+        raise ValueError(f"{k}={getattr(cfg, k)!r} contradicts {src}, whose {k} is {geo[k]!r}: drop {k} from the "
+                         "overrides and config file (the checkpoint sets the model's geometry)")
+    return replace(cfg, **{k: v for k, v in geo.items() if k not in keep}, provenance=provenance(src))

@@ -8,21 +8,21 @@ Docs: https://ssl-mae.github.io/ssl_mae/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #0a1d17fb
 from __future__ import annotations
-import inspect, os, re, sys, traceback, typing, warnings
+import inspect, json, os, re, sys, traceback, typing, warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import anno_parser, CliError
-from .config import AlignSettings, MAEConfig
+from .config import AlignSettings, MAEConfig, parse_override
 from .io import write_atomic
 from . import __version__
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS', 'COMMANDS',
-           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'mad_layout', 'pretrain_images',
-           'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_names', 'fused_positions', 'cli_evaluate',
-           'image_inputs', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage',
-           'parse', 'one_line', 'main']
+           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'start_from', 'mad_layout',
+           'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_line', 'detector_names',
+           'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo',
+           'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -101,6 +101,20 @@ def data_alignment(cfg:MAEConfig, # the run's config
                       f"({was}): a detector records its training images")
     return replace(cfg, align=None if new is None else new.to_dict())
 
+# %% ../nbs/09_cli.ipynb #dd7f3bfb
+def start_from(cfg:MAEConfig, # the run's config: preset or --config file, then overrides
+               src, # an encoder source (`checkpoints.locate`); None: random weights
+               config=None, # the --config file given: its fields were set explicitly
+               overrides=(), # the key=value words given: set explicitly too
+              ) -> MAEConfig:
+    "`cfg` with the geometry and the provenance of `src` (printed); a geometry set explicitly must agree with it."
+    from ssl_mae.checkpoints import source_cfg, provenance_text
+    if src is None: return replace(cfg, provenance=None)  # whatever a copied config recorded
+    given = [parse_override(o)[0] for o in overrides] + (list(json.loads(Path(config).read_text())) if config else [])
+    cfg = source_cfg(src, cfg, keep=given)
+    print(f"weights from {provenance_text(cfg.provenance)}")
+    return cfg
+
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def mad_layout(data) -> bool:
     ("Whether `data` is a MAD data set (a layout `scan_mad` reads) rather than a plain folder of "
@@ -133,6 +147,7 @@ Overrides = Annotated[list, "config overrides key=value, e.g. num_epochs=30",
 
 def cli_pretrain(data:str, # MAD data set or folder of images
                  out:str='runs', # parent folder of the new run folder
+                 init:str=None, # weights to continue from: a checkpoint, Hub id (org/name[@revision]) or timm name; sets the geometry
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
                  bonafide_only:bool=False, # only bona fide images (sets config bonafide_only)
                  preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False,
@@ -145,12 +160,15 @@ def cli_pretrain(data:str, # MAD data set or folder of images
     from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = ['bonafide_only=True'] if bonafide_only else []
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
-    # the run records how its images were prepared
-    cfg = cfg if resume else data_alignment(cfg, data)
+    if resume and init:
+        raise ValueError(f"--resume {resume} continues from the run's own checkpoint (its config.json records its "
+                         "start): drop --init")
+    # the run records how its images were prepared and where its weights started
+    cfg = cfg if resume else start_from(data_alignment(cfg, data), init, config, overrides)
     images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before the run folder
     with run_folder(out, 'pretrain', data, resume) as run, one_writer(run, 'pretrain', data), \
          resumable(run, 'pretrain', data):
-        learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run)
+        learn = mae_learner(mae_dls(images, cfg, skip_bad=skip_bad), cfg, path=run, init=init)
         start = resume_start(learn, 'pretrain', 'encoder.pth') if resume else 0
         if start < cfg.num_epochs: learn.fit_one_cycle(cfg.num_epochs, start_epoch=start)
         print(f"encoder: {save_encoder(learn, run/'encoder.pth')}")
@@ -163,7 +181,7 @@ Pseudo = Annotated[str, "train on pseudo-morphs of the bona fide images: alone (
 
 def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  out:str='runs', # parent folder of the new run folder
-                 encoder:str=None, # a pretraining run's encoder.pth; default: from scratch
+                 encoder:str=None, # weights to start from: RUN/encoder.pth, a checkpoint, Hub id or timm name; default: from scratch
                  train_style:str=None, # style trained on; default: the config's train_dataset
                  pseudo:Pseudo=None,
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
@@ -178,8 +196,8 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     flags = [*([f'train_dataset={train_style}'] if train_style else []),
              *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
-    # the detector records how its images were prepared
-    cfg = cfg if resume else data_alignment(cfg, data)
+    # the detector records how its images were prepared and where its weights started
+    cfg = cfg if resume else start_from(data_alignment(cfg, data), encoder, config, overrides)
     photos = cfg.pseudo == 'only' and not mad_layout(data)  # a folder of bona fide photos will do
     # checked, with the encoder, before a run folder is made
     table = scan_mad(data, skip_bad=skip_bad, photos=photos)
@@ -216,6 +234,14 @@ def load_detector(path, # a detector exported by `finetune` (export.pkl)
     train, tests = protocol_tables(table, cfg.train_dataset, cfg)
     learn.dls = mad_dls(train, cfg=cfg)  # the run's validation split: `evaluate`'s polarity check
     return learn, tests
+
+def detector_line(path, # the exported detector's file
+                  learn, # the detector
+                 ) -> str:
+    "The header line of a detector: its file, what it learned morphs from, and where its weights started."
+    from ssl_mae.checkpoints import provenance_text
+    prov = getattr(learn.cfg, 'provenance', None)  # detectors exported before provenance: none recorded
+    return f"detector: {path} (trained on {learn.cfg.train_style}; weights from {provenance_text(prov)})"
 
 # %% ../nbs/09_cli.ipynb #fb50e3e5
 def detector_names(styles:list, # the detectors' train styles, in the order given
@@ -267,6 +293,7 @@ def cli_evaluate(data:str, # MAD data set (folder or CSV manifest) to test on
         raise ValueError(f"--model {twice[0]} is given twice: pass each detector once")
     table = scan_mad(data, skip_bad=skip_bad)
     dets = [load_detector(m, table, styles) for m in model]
+    print(*(detector_line(m, learn) for m, (learn, _) in zip(model, dets)), sep='\n')
     trained = detector_names([learn.cfg.train_style for learn, _ in dets])
     for _, tests in dets: check_test_styles(pd.concat(tests.values()))  # before anything is scored
     with run_folder(out, 'eval', data) as run:
@@ -320,12 +347,13 @@ def cli_predict(images:Annotated[list, "a folder of images, or image files",
                ) -> Path:
     ("Score a folder or a list of images with a detector; writes a CSV of path, score, decision "
      "and error.")
-    from ssl_mae.learner import predict
+    from ssl_mae.learner import load_exported, predict
     from ssl_mae.runs import writer_lock
     paths = image_inputs(images, out := Path(out).resolve())  # before anything is written, even a probe
     out = _writable(out)
     with writer_lock(out, "choose another --out"):
-        preds = predict(model, paths, threshold)
+        print(detector_line(model, learn := load_exported(model)))
+        preds = predict(learn, paths, threshold)
         write_atomic(out, lambda tmp: preds.to_csv(tmp, index=False), overwrite=False)
     bad = preds[preds['error'] != '']
     print(f"predictions: {out} ({len(preds) - len(bad)} images scored, "

@@ -124,6 +124,7 @@ class MAEConfig:
     batch_size: int = 16  # images per batch
     learning_rate: float = 1e-4  # peak learning rate (fine-tuning)
     pretrain_base_lr: float = 1.5e-4  # MAE pretraining lr per 256 images (scaled by batch/256)
+    init_lr_scale: float = 0.1  # pretraining from published weights (--init): pretrain_base_lr × this
     bonafide_only: bool = False  # pretrain on a MAD data set's bona fide images alone (no morph data)
     weight_decay: float = 0.05  # AdamW weight decay (not on norms, biases, position embeddings, tokens)
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
@@ -169,6 +170,8 @@ class MAEConfig:
     precision: str = 'fp32'  # training arithmetic: 'fp32', or mixed precision 'bf16' or 'fp16' (loss scaling)
     compile: bool = False  # torch.compile the model for training
     num_workers: int | None = None  # loader processes; None: from the visible cores with a GPU, 0 without
+    # provenance
+    provenance: list[dict] | None = None  # sources of the starting weights, newest first (--init, --encoder); None: random
     seed: int | None = None  # fixed seed, or None to draw one (stored here once drawn)
 
     def __post_init__(self):
@@ -241,7 +244,7 @@ def _problems(c:MAEConfig):
     yield from _each(c, 'patch_size in_chans embed_dim depth num_heads decoder_embed_dim decoder_depth '
                         'decoder_num_heads proj_dim num_epochs batch_size lora_rank',
                      lambda v: v >= 1, 'a positive integer')
-    yield from _each(c, 'mlp_ratio learning_rate pretrain_base_lr lora_alpha', lambda v: 0 < v < math.inf,
+    yield from _each(c, 'mlp_ratio learning_rate pretrain_base_lr init_lr_scale lora_alpha', lambda v: 0 < v < math.inf,
                      'a positive finite number')
     yield from _each(c, 'margin recon_weight weight_decay rotate_deg freeze_lastN warmup_epochs',
                      lambda v: 0 <= v < math.inf, 'zero or more, finite')

@@ -16,6 +16,7 @@ Docs: https://ssl-mae.github.io/ssl_mae/learner.html.md"""
 from __future__ import annotations
 import copy, json, warnings
 from itertools import islice
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -28,7 +29,7 @@ from .io import image_files, interactive, write_atomic
 from .model import MaskedAutoencoder
 from .detector import MADClassifier, vit_splitter
 from .lora import adapt, lora_splitter
-from .checkpoints import load_pretrained
+from .checkpoints import load_pretrained, provenance
 from .losses import mad_loss
 from .data import CLASSES, RGBImage, mad_test_dl, bad_images
 from .data import class_weights as weights_of
@@ -65,12 +66,16 @@ def mae_learner(dls, # `mae_dls(...)`: batches of images
                 path=None, # run folder (default: a new `runs/pretrain-<time>`)
                 snapshots:bool=True, # save a reconstruction grid after each epoch
                 cbs=None, # extra callbacks
+                init=None, # weights to continue from: a checkpoint, Hub id or timm name (`locate`); None: random
                ) -> Learner:
-    "A fastai `Learner` that pretrains a `MaskedAutoencoder` on `dls`, as a run in `path`."
+    "A fastai `Learner` that pretrains a `MaskedAutoencoder` on `dls`, from random weights or `init`'s, in run `path`."
+    if init is not None: cfg = replace(cfg, provenance=provenance(init))  # the run records where it started
     path = start_run(path, cfg, 'pretrain')
-    set_seed(cfg.seed)  # before the model is made: config.json's seed made it
+    set_seed(cfg.seed)  # before the model is made: config.json's seed made it (or the decoder `init` lacks)
     cbs = [MAEPretrain(), *([ReconSnapshot()] if snapshots else []), *L(cbs)]
-    model, lr = MaskedAutoencoder.from_cfg(cfg), cfg.pretrain_base_lr * dls.train.bs / 256
+    model = MaskedAutoencoder.from_cfg(cfg) if init is None else load_pretrained(init, cfg)
+    # a run from recorded weights (`init`, or resuming one) continues pretraining: a gentler rate
+    lr = cfg.pretrain_base_lr * (cfg.init_lr_scale if cfg.provenance else 1) * dls.train.bs / 256
     return _run_learner(dls, model, cfg, path, 'pretrain', 'valid_loss', cbs, loss_func=mae_loss,
                         lr=lr)
 
@@ -87,7 +92,7 @@ def save_encoder(learn:Learner, # a pretraining learner (`mae_learner`)
     return write_atomic(path, lambda tmp: torch.save(ck, tmp))
 
 # %% ../nbs/08_learner.ipynb #dddaf292
-def load_encoder(src, # None, a MaskedAutoencoder, a `save_encoder` file or a `load_pretrained` one
+def load_encoder(src, # None, a MaskedAutoencoder, or a source: a file, folder, Hub id or timm name
                  cfg:MAEConfig, # the run's config: its geometry must match the checkpoint's
                 ) -> MaskedAutoencoder:
     "A new autoencoder for a detector to start from: a copy of `src`, or fresh (random weights) when it is None."
@@ -107,12 +112,13 @@ def layer_decay_lr(cfg:MAEConfig):
 # %% ../nbs/08_learner.ipynb #3987f493
 def mad_learner(dls, # `mad_dls(...)`: batches of (image, label)
                 cfg:MAEConfig, # heads, loss, schedule, freezing
-                encoder=None, # None (from scratch), a MaskedAutoencoder, or a checkpoint path
+                encoder=None, # None (from scratch), a MaskedAutoencoder, or a source (`checkpoints.locate`)
                 path=None, # run folder (default: a new `runs/finetune-<time>`)
                 class_weights=None, # [w_bonafide, w_morph]; default: cfg's, else from labels
                 cbs=None, # extra callbacks
                ) -> Learner:
     "A fastai `Learner` that fine-tunes a morphing attack detector on `dls`, as a run in `path`."
+    if isinstance(encoder, (str, Path)): cfg = replace(cfg, provenance=provenance(encoder))  # recorded
     path = start_run(path, cfg, 'finetune')
     cw = class_weights or cfg.class_weights or weights_of(dls.train.items['label'])
     joint = [JointMAE(cfg.recon_weight)] if cfg.recon_weight > 0 else []

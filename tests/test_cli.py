@@ -206,7 +206,7 @@ def test_unreadable_checkpoints(work, data, capsys):
 
 def test_encoder_geometry_mismatch(data, pretrained, capsys):
     one_line_error(*run_main(capsys, 'finetune', data, '--encoder', pretrained/'encoder.pth', *TINY, 'embed_dim=48'),
-                   'finetune', 'does not fit')
+                   'finetune', 'embed_dim=48 contradicts')
 
 def test_output_file_exists(work, data, detector, capsys):
     out = work/'exists.csv'
@@ -321,7 +321,7 @@ def test_non_finite_loss(work, untouched, capsys):
 def test_failed_finetune_leaves_no_run_folder(work, untouched, pretrained, capsys):
     out = work/'mismatch'
     one_line_error(*run_main(capsys, 'finetune', untouched, '--out', out, '--encoder', pretrained/'encoder.pth',
-                             *TINY, 'embed_dim=48'), 'finetune', 'does not fit')
+                             *TINY, 'embed_dim=48'), 'finetune', 'embed_dim=48 contradicts')
     assert not out.exists() or list(out.iterdir()) == []
 
 def test_ctrl_c_says_how_to_resume(work, untouched):

@@ -14,6 +14,8 @@ PYTHON_ONLY = {'key': 'the key=value placeholder', 'cfg': 'load_pretrained(src, 
                'photos': 'scan_mad(folder, photos=True), said as Python', 'train_pct': 'split_by_subject',
                'mode': 'pseudo_pool', 'start_epoch': 'fit_one_cycle(n, start_epoch=...)', 'm': 'MarginLoss(m)',
                'model_type': "a Hugging Face config.json field"}
+# `--option` words of other tools a message tells the user to run
+OTHER_TOOLS = {'--local-dir': 'hf download (huggingface_hub)', '--revision': 'hf download (huggingface_hub)'}
 
 def messages():
     "(module, message text) of every raise and warnings.warn call in the package (literal parts of f-strings)."
@@ -24,7 +26,7 @@ def messages():
                 yield py.name, ''.join(c.value for c in ast.walk(call) if isinstance(c, ast.Constant) and isinstance(c.value, str))
 
 def test_every_option_named_in_a_message_exists():
-    options = {'--help', '--version'} | {o for f in COMMANDS.values() for a in anno_parser(f)._actions for o in a.option_strings}
+    options = {'--help', '--version'} | {o for f in COMMANDS.values() for a in anno_parser(f)._actions for o in a.option_strings} | set(OTHER_TOOLS)
     named = [(mod, o) for mod, msg in messages() for o in re.findall(r'(?<![\w-])--[a-z][a-z-]*', msg)]
     assert len(named) > 10  # the walk finds the messages
     assert [(mod, o) for mod, o in named if o not in options] == []
