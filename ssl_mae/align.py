@@ -177,6 +177,7 @@ def align_dataset(src, # folder of photos (any layout) or CSV manifest
     given = _given(src, base, rels) if landmarks == 'file' else None
     if given is None: dlib_models(detector)  # a missing extra fails here, before DST is touched
     lm_root = dst/os.path.relpath(src.parent, base) if src.is_file() else dst
+    # `aligner`: the name the first aligned sets were written with (before ssl_mae.align), compared on resume
     record = dict(aligner='ssl_mae.faces.align_dataset', source=str(src),
                   settings=settings.to_dict(),
                   landmarks=landmarks)
