@@ -19,10 +19,10 @@ from . import __version__
 
 # %% auto #0
 __all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS', 'COMMANDS',
-           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'start_from', 'mad_layout',
-           'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_line', 'detector_names',
-           'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict', 'side_by_side', 'run_demo', 'cli_demo',
-           'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
+           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'start_from', 'no_source_on_resume',
+           'mad_layout', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_line',
+           'detector_names', 'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict', 'side_by_side',
+           'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -115,6 +115,15 @@ def start_from(cfg:MAEConfig, # the run's config: preset or --config file, then 
     print(f"weights from {provenance_text(cfg.provenance)}")
     return cfg
 
+def no_source_on_resume(resume, # the --resume folder, or None
+                        src, # the weights source given (--init, --encoder), or None
+                        option:str, # its option, named in the error
+                       ):
+    "One error for a weights source given with --resume: a resumed run continues from its own checkpoint."
+    if resume and src:
+        raise ValueError(f"--resume {resume} continues from the run's own checkpoint (its config.json records its "
+                         f"start): drop {option}")
+
 # %% ../nbs/09_cli.ipynb #0d8a07a1
 def mad_layout(data) -> bool:
     ("Whether `data` is a MAD data set (a layout `scan_mad` reads) rather than a plain folder of "
@@ -160,9 +169,7 @@ def cli_pretrain(data:str, # MAD data set or folder of images
     from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = ['bonafide_only=True'] if bonafide_only else []
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
-    if resume and init:
-        raise ValueError(f"--resume {resume} continues from the run's own checkpoint (its config.json records its "
-                         "start): drop --init")
+    no_source_on_resume(resume, init, '--init')
     # the run records how its images were prepared and where its weights started
     cfg = cfg if resume else start_from(data_alignment(cfg, data), init, config, overrides)
     images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before the run folder
@@ -196,13 +203,14 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     flags = [*([f'train_dataset={train_style}'] if train_style else []),
              *([f'pseudo={pseudo}'] if pseudo else [])]
     cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
+    no_source_on_resume(resume, encoder, '--encoder')
     # the detector records how its images were prepared and where its weights started
     cfg = cfg if resume else start_from(data_alignment(cfg, data), encoder, config, overrides)
     photos = cfg.pseudo == 'only' and not mad_layout(data)  # a folder of bona fide photos will do
     # checked, with the encoder, before a run folder is made
     table = scan_mad(data, skip_bad=skip_bad, photos=photos)
     # resuming loads the checkpoint
-    enc = load_encoder(encoder, cfg) if encoder and resume is None else None
+    enc = load_encoder(encoder, cfg) if encoder else None
     with run_folder(out, 'finetune', data, resume) as run, one_writer(run, 'finetune', data), \
          resumable(run, 'finetune', data):
         if cfg.pseudo == 'none':

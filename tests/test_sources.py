@@ -160,6 +160,8 @@ def test_provenance_flows_into_the_detector_and_the_headers(hub, data, init_run,
     assert line in capsys.readouterr().out
     assert main(['evaluate', str(data), '--model', str(ft/'export.pkl'), '--out', str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(f"detector: {ft/'export.pkl'} (trained on LMA; {line})")
+    # a resumed run continues from its own checkpoint, whatever --encoder says
+    one_line_error(*run_main(capsys, 'finetune', data, '--encoder', enc, '--resume', ft), 'finetune', 'drop --encoder')
     assert main(['predict', str(data/'morph'/'LMA'/'P1'), '--model', str(ft/'export.pkl'),
                  '--out', str(tmp_path/'p.csv')]) == 0
     assert capsys.readouterr().out.startswith(f"detector: {ft/'export.pkl'} (trained on LMA; {line})")
