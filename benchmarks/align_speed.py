@@ -8,8 +8,8 @@ shifts, saved as JPEG) at 224 px output:
 2. the MMOD CNN detector (`detector='cnn'`) against HOG on a few photos: ms per photo and the ratio;
 3. whole photos per second: `align_dataset` with one process (what `ssl_mae align` does by default); the same
    per-photo work once started in this process and in 2 worker processes (`n_workers=2`), and the ratio; and the
-   time the 2 workers take to start (fresh Python processes that import ssl_mae and load dlib's models), which
-   `align_dataset(..., n_workers=2)` pays once per call.
+   time the 2 workers take to start (fresh Python processes that import `ssl_mae.align`, without torch, and load
+   dlib's models), which `align_dataset(..., n_workers=2)` pays once per call.
 
 Needs the faces extra (`pip install 'ssl_mae[faces]'`) and scikit-image. Takes about 2 minutes on 2 cores
 (`--n 40`). Run: `python benchmarks/align_speed.py [--n 40] [--size 224]`

@@ -26,7 +26,8 @@ from PIL import Image
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset, SYNTH_STYLES
 from ssl_mae.landmarks import read_landmarks
-from ssl_mae.data import scan_mad, load_rgb
+from ssl_mae.data import scan_mad
+from ssl_mae.io import load_rgb
 from ssl_mae.learner import load_exported
 from ssl_mae.metrics import mad_metrics
 from ssl_mae.metrics import shortcut_audit

@@ -1,4 +1,5 @@
-"""`MAEConfig`: every knob of a run in one validated object, with presets, JSON and `key=value` overrides.
+"""`MAEConfig`: every knob of a run in one validated object, with presets, JSON and `key=value` overrides;
+the alignment settings of face crops.
 
 `MAEConfig` holds every setting of a run (geometry, masking, optimiser, detector head and loss, augmentations, the
 data protocol, the adapter, pseudo-morph training) in one dataclass that checks itself when it is made: `validate`
@@ -45,7 +46,7 @@ def _items(value):
     return [v.strip().strip('\'"') for v in s.split(',') if v.strip()] if s else []
 
 def _mapping(value, err:ValueError) -> dict:
-    "`value` as a dict: a dict, an object with `to_dict()` (e.g. `faces.AlignSettings`) or a JSON object."
+    "`value` as a dict: a dict, an object with `to_dict()` (e.g. `AlignSettings`) or a JSON object."
     if hasattr(value, 'to_dict'): value = value.to_dict()
     if isinstance(value, str):
         try: value = json.loads(value)
@@ -136,7 +137,7 @@ class MAEConfig:
     warmup_epochs: int = 2  # gradual_unfreeze: head only before this epoch
     mid_epochs: int = 5  # gradual_unfreeze: head + last N blocks before this epoch, then all
     # preprocessing
-    align: dict | None = None  # faces.AlignSettings of the aligned faces trained on; None: images are only resized
+    align: dict | None = None  # AlignSettings of the aligned faces trained on; None: images are only resized
     # adaptation (fine-tuning)
     adapter: str = 'full'  # 'full': fine-tune every weight; 'lora': low-rank adapters on a frozen encoder
     lora_rank: int = 4  # rank r of each LoRA adapter
@@ -223,7 +224,7 @@ class AlignSettings:
         need(self.detector in DETECTORS, 'detector', f"one of {', '.join(DETECTORS)}")
         need(num(self.det_size, 64, 8192), 'det_size', 'an int from 64 to 8192')
         need(self.template == TEMPLATE, 'template',
-             f"{TEMPLATE!r} (made by another version of ssl_mae.faces?)")
+             f"{TEMPLATE!r} (made by another version of ssl_mae?)")
 
     def to_dict(self) -> dict: return asdict(self)
 

@@ -100,9 +100,9 @@ def _boxes(img:np.ndarray, detector:str, det_size:int) -> list:
             for r, s in zip(rects, scores)]
 
 def find_faces(img, # H×W×3 RGB (or grey) uint8 photo
-              detector:str='hog', # one of DETECTORS
-              det_size:int=512, # the detector sees the photo resized to this longer side
-             ) -> list[Face]:
+               detector:str='hog', # one of DETECTORS
+               det_size:int=512, # the detector sees the photo resized to this longer side
+              ) -> list[Face]:
     "Every face found in `img`, largest first, each with its 68 landmarks; [] when there is none."
     img, predict = as_rgb(img), dlib_models(detector)[1]
     import dlib  # installed: dlib_models checked

@@ -1,10 +1,11 @@
 """General helpers every other module uses: files written whole, progress only where someone watches, images read
-as RGB with one clear error, image folders listed safely. No torch, no fastai.
+as RGB with one clear error, image folders listed safely, output folders claimed safely. No torch, no fastai.
 
-The light floor of the package: `write_atomic` (a file is written whole or not at all), `interactive` (a notebook
-or a terminal, where progress bars help), `load_rgb`/`open_image` with `BadImageError`, and `image_files` (every
-image under a folder, once), `inside` and `claim_folder` (whose folder a writer may write in). It imports neither torch nor fastai, so the face-alignment workers that use it start
-fast.
+The light floor of the package: `write_atomic` (a file is written whole or not at all), `interactive` (a notebook or
+a terminal, where progress bars help), `visible_cores`, `load_rgb`/`open_image`/`check_file` with `BadImageError`,
+`image_files` (every image under a folder, once), and for output folders `inside` (the one "not inside the data"
+check) and `claim_folder` (whose folder a writer may write in). It imports neither torch nor fastai, so the
+face-alignment workers that use it start fast.
 
 Docs: https://ssl-mae.github.io/ssl_mae/io.html.md"""
 

@@ -148,10 +148,10 @@ def move(x:torch.Tensor, # (B, C, H, W) images
 
 # %% ../nbs/02c_pseudo_ops.ipynb #56219948
 def color_change(x:torch.Tensor, # (B, 3, H, W) RGB in [0, 1]
-                  g, # `Draws` (or a `torch.Generator`)
-                  # largest changes (±)
-                  rgb:float=20/255, sat:float=.1, contrast:float=.1, bright:float=.1,
-                 ) -> torch.Tensor:
+                 g, # `Draws` (or a `torch.Generator`)
+                 # largest changes (±)
+                 rgb:float=20/255, sat:float=.1, contrast:float=.1, bright:float=.1,
+                ) -> torch.Tensor:
     "SBI's colour change of each image: RGB shift, saturation, contrast, brightness."
     g = Draws.of(g, len(x), x.device)
     sym = lambda *s: g.rand(*s)*2 - 1
@@ -196,8 +196,8 @@ def self_blend(x:torch.Tensor, # (B, 3, H, W) bona fide images, RGB in [0, 1]
 
 # %% ../nbs/02c_pseudo_ops.ipynb #e485db82
 def fit_similarity(src:torch.Tensor, # (B, N, 2) points (x, y)
-               dst:torch.Tensor, # (B, N, 2) where they should land
-              ) -> torch.Tensor:
+                   dst:torch.Tensor, # (B, N, 2) where they should land
+                  ) -> torch.Tensor:
     "(B, 2, 3) least-squares similarity transforms (rotation, uniform scale, shift) taking `src` onto `dst`."
     x, y = src.unbind(-1)
     one, zero = torch.ones_like(x), torch.zeros_like(x)
@@ -208,9 +208,9 @@ def fit_similarity(src:torch.Tensor, # (B, N, 2) points (x, y)
     return torch.stack([torch.stack([a, -b, tx], -1), torch.stack([b, a, ty], -1)], 1)
 
 def warp_onto(other:torch.Tensor, # (B, C, H, W) images
-          other_lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels
-          lms:torch.Tensor, # (B, 68, 2) the landmarks to put them onto, in pixels
-         ) -> torch.Tensor:
+              other_lms:torch.Tensor, # (B, 68, 2) their landmarks in pixels
+              lms:torch.Tensor, # (B, 68, 2) the landmarks to put them onto, in pixels
+             ) -> torch.Tensor:
     "`other` moved by the similarity that best maps `other_lms` onto `lms` (reflected borders)."
     B, _, H, W = other.shape
     ys, xs = torch.meshgrid(*(torch.arange(n, dtype=other.dtype, device=other.device) for n in (H, W)),

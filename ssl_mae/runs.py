@@ -1,5 +1,5 @@
 """One home for a training run: its folder, config, log, checkpoints and state, resuming through fastai's own
-`start_epoch`, and console output that suits a notebook, a terminal or a log file.
+`start_epoch`, Ctrl-C, one writer at a time, and console output that suits a notebook, a terminal or a log file.
 
 Docs: https://ssl-mae.github.io/ssl_mae/runs.html.md"""
 
@@ -360,5 +360,5 @@ def one_writer(run:Path, # the run folder
                sub:str, # the subcommand (pretrain, finetune)
                data, # the data argument, for the resume command
               ):
-    "`runs.writer_lock` of a run folder: a second command on it is refused at once, saying how to go on."
+    "`writer_lock` of a run folder: a second command on it is refused at once, saying how to go on."
     return writer_lock(run, f"continue it with `ssl_mae {sub} {data} --resume {run}` once that one has ended")

@@ -1,5 +1,5 @@
-"""DET (probit) and ROC curves, score histograms, reconstruction grids, error maps and training curves: each a
-matplotlib Figure, written as PNG on request.
+"""DET (probit) and ROC curves, score histograms, reconstruction grids, error maps, training curves and rows of
+images: each a matplotlib Figure, written as PNG on request.
 
 Docs: https://ssl-mae.github.io/ssl_mae/viz.html.md"""
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from ssl_mae.config import MAEConfig
-from ssl_mae.data import (train_table, BadImageError, CLASSES, COLUMNS, class_weights, load_rgb, mad_dls, mad_test_dl, mae_dls,
-                          protocol_tables, scan_mad, split_by_subject, subject_ids)
+from ssl_mae.data import (train_table, CLASSES, COLUMNS, class_weights, mad_dls, mad_test_dl, mae_dls, protocol_tables,
+                          scan_mad, split_by_subject, subject_ids)
+from ssl_mae.io import BadImageError, load_rgb
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 

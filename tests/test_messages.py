@@ -10,7 +10,7 @@ from ssl_mae.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1]/'ssl_mae'
 # `key=` words allowed besides config keys: Python-only parameters and placeholders, each with where it is used
-PYTHON_ONLY = {'key': 'the key=value placeholder', 'cfg': 'load_pretrained(src, cfg=...)', 'overwrite': 'MAEConfig.to_json',
+PYTHON_ONLY = {'key': 'the key=value placeholder', 'cfg': 'load_pretrained(src, cfg=...)',
                'photos': 'scan_mad(folder, photos=True), said as Python', 'train_pct': 'split_by_subject',
                'mode': 'pseudo_pool', 'start_epoch': 'fit_one_cycle(n, start_epoch=...)', 'm': 'MarginLoss(m)',
                'model_type': "a Hugging Face config.json field"}

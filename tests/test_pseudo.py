@@ -7,7 +7,8 @@ import numpy as np, pandas as pd, pytest, torch
 from ssl_mae.config import MAEConfig
 from ssl_mae.synth import make_dataset
 from ssl_mae.landmarks import read_landmarks
-from ssl_mae.data import scan_mad, load_rgb, protocol_tables
+from ssl_mae.data import scan_mad, protocol_tables
+from ssl_mae.io import load_rgb
 from ssl_mae.learner import evaluate, predict
 from ssl_mae.metrics import shortcut_audit
 from ssl_mae.pseudo import pseudo_learner, pseudo_pool
