@@ -28,8 +28,8 @@ from .config import MAEConfig
 from .model import MaskedAutoencoder
 
 # %% auto #0
-__all__ = ['interpolate_pos_embed', 'hf_to_mae_state_dict', 'hf_config', 'infer_geometry', 'load_mae_state_dict', 'hub_ref',
-           'locate', 'read_checkpoint', 'load_pretrained', 'checkpoint_cfg', 'provenance', 'provenance_text',
+__all__ = ['ARCH_FIELDS', 'interpolate_pos_embed', 'hf_to_mae_state_dict', 'hf_config', 'infer_geometry', 'load_mae_state_dict',
+           'hub_ref', 'locate', 'read_checkpoint', 'load_pretrained', 'checkpoint_cfg', 'provenance', 'provenance_text',
            'source_cfg']
 
 # %% ../nbs/03a_checkpoints.ipynb #2b91d7d8
@@ -313,7 +313,7 @@ def provenance_text(prov:list|None, # `MAEConfig.provenance`
 
 # %% ../nbs/03a_checkpoints.ipynb #c91ae7d0
 # the fields a checkpoint fixes; the others it gives (image size, masking, loss target) a run may change
-_ARCH = tuple(k for k in MaskedAutoencoder.cfg_fields if k not in ('img_size', 'mask_ratio', 'norm_pix_loss'))
+ARCH_FIELDS = tuple(k for k in MaskedAutoencoder.cfg_fields if k not in ('img_size', 'mask_ratio', 'norm_pix_loss'))
 
 def source_cfg(src, # an encoder source (see `locate`)
                cfg:MAEConfig|None=None, # the run's other settings; None: MAEConfig()'s
@@ -323,7 +323,7 @@ def source_cfg(src, # an encoder source (see `locate`)
     cfg = cfg or MAEConfig()
     # tensors do not show heads: the config's, where its widths are the checkpoint's, else the zoos'
     geo = _geometry(src, {cfg.embed_dim: cfg.num_heads, cfg.decoder_embed_dim: cfg.decoder_num_heads})
-    if bad := [k for k in _ARCH if k in keep and k in geo and geo[k] != getattr(cfg, k)]:
+    if bad := [k for k in ARCH_FIELDS if k in keep and k in geo and geo[k] != getattr(cfg, k)]:
         k = bad[0]
         raise ValueError(f"{k}={getattr(cfg, k)!r} contradicts {src}, whose {k} is {geo[k]!r}: drop {k} from the "
                          "overrides and config file (the checkpoint sets the model's geometry)")

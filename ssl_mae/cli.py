@@ -18,11 +18,11 @@ from .io import write_atomic
 from . import __version__
 
 # %% auto #0
-__all__ = ['PRESETS', 'Preset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS', 'COMMANDS',
-           'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'start_from', 'no_source_on_resume',
-           'mad_layout', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector', 'detector_line',
-           'detector_names', 'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict', 'side_by_side',
-           'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
+__all__ = ['PRESETS', 'Preset', 'TrainPreset', 'Resume', 'SkipBad', 'Overrides', 'Pseudo', 'DEMO', 'QUICK', 'SPECIALISTS',
+           'COMMANDS', 'USER_ERRORS', 'run_config', 'cli_synth', 'cli_align', 'data_alignment', 'start_from',
+           'no_source_on_resume', 'mad_layout', 'pretrain_images', 'cli_pretrain', 'cli_finetune', 'load_detector',
+           'detector_line', 'detector_names', 'fused_positions', 'cli_evaluate', 'image_inputs', 'cli_predict',
+           'side_by_side', 'run_demo', 'cli_demo', 'config_keys', 'cli_config', 'usage', 'parse', 'one_line', 'main']
 
 # %% ../nbs/09_cli.ipynb #913bcb9b
 PRESETS = dict(tiny=MAEConfig.tiny, vit_base=MAEConfig.vit_base,
@@ -106,14 +106,19 @@ def start_from(cfg:MAEConfig, # the run's config: preset or --config file, then 
                src, # an encoder source (`checkpoints.locate`); None: random weights
                config=None, # the --config file given: its fields were set explicitly
                overrides=(), # the key=value words given: set explicitly too
+               preset=None, # the --preset given (None: not given), whose geometry must agree too
               ) -> MAEConfig:
     "`cfg` with the geometry and the provenance of `src` (printed); a geometry set explicitly must agree with it."
-    from ssl_mae.checkpoints import source_cfg, provenance_text
+    from ssl_mae.checkpoints import ARCH_FIELDS, source_cfg, provenance_text
     if src is None: return replace(cfg, provenance=None)  # whatever a copied config recorded
     given = [parse_override(o)[0] for o in overrides] + (list(json.loads(Path(config).read_text())) if config else [])
-    cfg = source_cfg(src, cfg, keep=given)
-    print(f"weights from {provenance_text(cfg.provenance)}")
-    return cfg
+    new = source_cfg(src, cfg, keep=given)
+    if preset and (diff := [k for k in ARCH_FIELDS if k not in given and getattr(new, k) != getattr(cfg, k)]):
+        k = diff[0]
+        raise ValueError(f"--preset {preset} ({k}={getattr(cfg, k)!r}) contradicts {src}, whose {k} is "
+                         f"{getattr(new, k)!r}: drop --preset (the checkpoint sets the model's geometry)")
+    print(f"weights from {provenance_text(new.provenance)}")
+    return new
 
 def no_source_on_resume(resume, # the --resume folder, or None
                         src, # the weights source given (--init, --encoder), or None
@@ -148,6 +153,9 @@ def pretrain_images(data, # a MAD data set (folder or CSV manifest) or a folder 
 # %% ../nbs/09_cli.ipynb #fc2f14b6
 # argument types shared by the run commands
 Preset = Annotated[str, "config preset", dict(choices=list(PRESETS))]
+# the training commands' preset: None when not given, so a weights source may set the geometry
+TrainPreset = Annotated[str, "config preset (default: tiny; a source given by --init or --encoder sets the geometry)",
+                        dict(choices=list(PRESETS))]
 Resume = Annotated[str, "continue the interrupted run in this folder (with its saved config)"]
 SkipBad = Annotated[bool, "leave out unreadable images (listed in a warning) instead of stopping "
                           "at the first"]
@@ -159,7 +167,7 @@ def cli_pretrain(data:str, # MAD data set or folder of images
                  init:str=None, # weights to continue from: a checkpoint, Hub id (org/name[@revision]) or timm name; sets the geometry
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
                  bonafide_only:bool=False, # only bona fide images (sets config bonafide_only)
-                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False,
+                 preset:TrainPreset=None, resume:Resume=None, skip_bad:SkipBad=False,
                  overrides:Overrides=(),
                 ) -> Path:
     ("Pretrain the masked autoencoder on a data set's training images; writes encoder.pth in a "
@@ -168,10 +176,10 @@ def cli_pretrain(data:str, # MAD data set or folder of images
     from ssl_mae.learner import mae_learner, save_encoder
     from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = ['bonafide_only=True'] if bonafide_only else []
-    cfg = run_config(config, preset, [*overrides, *flags], resume, kind='pretrain')
+    cfg = run_config(config, preset or 'tiny', [*overrides, *flags], resume, kind='pretrain')
     no_source_on_resume(resume, init, '--init')
     # the run records how its images were prepared and where its weights started
-    cfg = cfg if resume else start_from(data_alignment(cfg, data), init, config, overrides)
+    cfg = cfg if resume else start_from(data_alignment(cfg, data), init, config, overrides, None if config else preset)
     images = pretrain_images(data, skip_bad, cfg.bonafide_only)  # checked before the run folder
     with run_folder(out, 'pretrain', data, resume) as run, one_writer(run, 'pretrain', data), \
          resumable(run, 'pretrain', data):
@@ -192,7 +200,7 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
                  train_style:str=None, # style trained on; default: the config's train_dataset
                  pseudo:Pseudo=None,
                  config:str=None, # JSON config file (e.g. a run's config.json); default: the preset
-                 preset:Preset='tiny', resume:Resume=None, skip_bad:SkipBad=False,
+                 preset:TrainPreset=None, resume:Resume=None, skip_bad:SkipBad=False,
                  overrides:Overrides=(),
                 ) -> Path:
     "Fine-tune a detector on one style's training split; exports export.pkl in a new run folder."
@@ -202,10 +210,10 @@ def cli_finetune(data:str, # MAD data set (folder or CSV manifest)
     from ssl_mae.runs import one_writer, resumable, resume_start, run_folder
     flags = [*([f'train_dataset={train_style}'] if train_style else []),
              *([f'pseudo={pseudo}'] if pseudo else [])]
-    cfg = run_config(config, preset, [*overrides, *flags], resume, kind='finetune')
+    cfg = run_config(config, preset or 'tiny', [*overrides, *flags], resume, kind='finetune')
     no_source_on_resume(resume, encoder, '--encoder')
     # the detector records how its images were prepared and where its weights started
-    cfg = cfg if resume else start_from(data_alignment(cfg, data), encoder, config, overrides)
+    cfg = cfg if resume else start_from(data_alignment(cfg, data), encoder, config, overrides, None if config else preset)
     photos = cfg.pseudo == 'only' and not mad_layout(data)  # a folder of bona fide photos will do
     # checked, with the encoder, before a run folder is made
     table = scan_mad(data, skip_bad=skip_bad, photos=photos)

@@ -102,6 +102,9 @@ def test_uncached_id_offline_is_one_line_with_exit_2(hub, data, tmp_path, capsys
 def test_explicit_geometry_that_contradicts_the_checkpoint(hub, data, capsys):
     one_line_error(*run_main(capsys, 'finetune', data, '--encoder', MAE_ID, 'embed_dim=96'), 'finetune',
                    f'embed_dim=96 contradicts {MAE_ID}, whose embed_dim is 48')
+    # a preset named on the command line is explicit too; the default one gives way to the checkpoint
+    one_line_error(*run_main(capsys, 'pretrain', data, '--init', MAE_ID, '--preset', 'vit_base'), 'pretrain',
+                   f'--preset vit_base (patch_size=16) contradicts {MAE_ID}, whose patch_size is 8: drop --preset')
 
 class FirstLoss(Callback):
     "Stop after the first training batch's loss, computed with fixed masking noise; keep batch, noise and loss."
