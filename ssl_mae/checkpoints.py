@@ -284,12 +284,15 @@ def checkpoint_cfg(path, # as for `load_pretrained`
 
 # %% ../nbs/03a_checkpoints.ipynb #6d7a253c
 @functools.lru_cache(maxsize=16)
-def _sha256(path:str, stamp:tuple) -> str:
-    "The sha256 of file `path`, hex; `stamp` (mtime, size) keys the cache, so a changed file is hashed again."
+def _file_record(path:str, stamp:tuple) -> tuple[str, str]:
+    ("(sha256, the provenance it saved as JSON) of weights file `path`, each file read once; `stamp` (mtime, size) "
+     "keys the cache, so a changed file is read again.")
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
+    # only torch files written by ssl_mae save a config (and its provenance); safetensors hold tensors alone
+    saved = None if path.endswith('.safetensors') else (_read_weights(Path(path))[1] or {}).get('provenance')
+    return h.hexdigest(), json.dumps(saved or [])
 
 def provenance(src, # an encoder source (see `locate`)
               ) -> list[dict]:
@@ -300,8 +303,8 @@ def provenance(src, # an encoder source (see `locate`)
         own = dict(source=ref[0], revision=w.parent.name)  # the cache's snapshots/<commit>/<file>
     else: own = dict(source=str(Path(src).expanduser().resolve()))
     st = w.stat()
-    own['sha256'] = _sha256(str(w.resolve()), (st.st_mtime_ns, st.st_size))
-    return [own, *((_read_weights(w)[1] or {}).get('provenance') or [])]
+    own['sha256'], saved = _file_record(str(w.resolve()), (st.st_mtime_ns, st.st_size))
+    return [own, *json.loads(saved)]
 
 def provenance_text(prov:list|None, # `MAEConfig.provenance`
                    ) -> str:
